@@ -1,0 +1,93 @@
+"""The audit trail: one JSON line per switch attempt, in ``<runtime dir>/db-switch.log``.
+
+It lives beside the state, not in any switched database, so the trail (and
+whoever reads it) never depends on the database being switched. Each line is
+also sent to the ``dbswap.audit`` logger. Lines are masked before writing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ._masking import mask_text
+from ._state import utc_now
+
+AUDIT_FILE = "db-switch.log"
+audit_logger = logging.getLogger("dbswap.audit")
+logger = logging.getLogger("dbswap")
+
+
+class AuditLog:
+    """Append-only JSON lines; ``history()`` reads them back, newest first."""
+
+    def __init__(self, runtime_dir: str | os.PathLike[str], secrets: Iterable[str] = ()) -> None:
+        self.path = Path(runtime_dir) / AUDIT_FILE
+        self._secrets = tuple(secrets)
+        self._host = socket.gethostname()
+
+    def record(
+        self,
+        *,
+        outcome: str,
+        user: str | None,
+        source: str | None,
+        target: str,
+        generation: int | None,
+        duration_ms: float,
+        reason: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Write one line; a full or read-only disk is logged, never raised."""
+        entry: dict[str, Any] = {
+            "time": utc_now(),
+            "user": user,
+            "from": source,
+            "to": target,
+            "generation": generation,
+            "outcome": outcome,
+            "reason": reason,
+            "duration_ms": round(duration_ms, 3),
+            "pid": os.getpid(),
+            "host": self._host,
+            **extra,
+        }
+        line = mask_text(json.dumps(entry, sort_keys=True), self._secrets)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # One write() on an O_APPEND descriptor: lines from many processes never interleave.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode("utf-8"))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logger.warning("cannot write the audit log %s (%s)", self.path, exc.strerror)
+        audit_logger.info(line)
+        parsed: dict[str, Any] = json.loads(line)
+        return parsed
+
+    def history(self, limit: int | None = 20) -> list[dict[str, Any]]:
+        """The last ``limit`` entries (all if None), newest first; bad lines skipped."""
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be >= 0")
+        try:
+            with self.path.open(encoding="utf-8", errors="replace") as f:
+                lines = deque(f, maxlen=limit)
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in reversed(lines):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+        return entries

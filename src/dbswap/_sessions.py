@@ -1,0 +1,113 @@
+"""Pinned sessions and the routing engine: the hot path of dbswap.
+
+A pinned Session takes the board's active target when it is created and
+returns that target's engine from ``get_bind()`` until it is closed, so one
+transaction never straddles two databases. After ``close()`` the next use
+takes the target active at that moment.
+
+``board.engine`` is a stable object for Core code: each ``connect()`` or
+``begin()`` goes to the target active at that moment, and an open connection
+stays where it began.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from ._switchboard import Switchboard
+
+
+class PinnedSession(Session):
+    """A Session bound to the target that was active when it was created.
+
+    ``board.sessionmaker()`` and ``board.session_class`` give a subclass tied
+    to a board; use those rather than this class directly. An explicit
+    ``bind=`` or ``binds=`` is honoured as in any SQLAlchemy Session.
+    """
+
+    _dbswap_board: ClassVar[Switchboard]
+    _dbswap_async: ClassVar[bool] = False
+
+    def __init__(self, bind: Any = None, **kw: Any) -> None:
+        if isinstance(bind, RoutingEngine):
+            bind = None  # board.engine means "follow the board": that is what pinning does
+        super().__init__(bind=bind, **kw)
+        self._dbswap_explicit = bind is not None or bool(kw.get("binds"))
+        self._dbswap_engine: Engine | None = None
+        self.dbswap_target: str | None = None
+        if not self._dbswap_explicit:
+            self._dbswap_pin()
+
+    def _dbswap_pin(self) -> Engine:
+        name, engine = self._dbswap_board._pin(self._dbswap_async)
+        self.dbswap_target, self._dbswap_engine = name, engine
+        return engine
+
+    def get_bind(
+        self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any
+    ) -> Any:
+        if bind is None and not self._dbswap_explicit:
+            return self._dbswap_engine or self._dbswap_pin()
+        return super().get_bind(mapper, clause=clause, bind=bind, **kw)
+
+    def close(self) -> None:
+        super().close()
+        self._dbswap_engine = None  # the next transaction may follow a switch
+
+    def reset(self) -> None:
+        super().reset()
+        self._dbswap_engine = None
+
+
+def pinned_session_class(board: Switchboard, *, is_async: bool = False) -> type[PinnedSession]:
+    """A PinnedSession subclass tied to ``board`` (what sessionmakers are given)."""
+    name = "AsyncPinnedSession" if is_async else "PinnedSession"
+    attrs = {"_dbswap_board": board, "_dbswap_async": is_async, "__module__": __name__}
+    return type(name, (PinnedSession,), attrs)
+
+
+_NOT_A_BIND = (
+    "board.engine routes each connect() to the active target, so it cannot be a "
+    "Session's bind (every statement would open a new connection); use "
+    "board.sessionmaker() or board.session_class instead"
+)
+
+
+class RoutingEngine:
+    """``board.engine``: import it once; every ``connect()`` follows the board.
+
+    Attributes other than ``connect``/``begin`` (``dialect``, ``url``, ...)
+    are those of the active target's engine.
+    """
+
+    def __init__(self, board: Switchboard) -> None:
+        self._board = board
+
+    @property
+    def current(self) -> Engine:
+        """The real Engine of the target active right now."""
+        return self._board._pin(False)[1]
+
+    def connect(self) -> Connection:
+        return self.current.connect()
+
+    def begin(self) -> AbstractContextManager[Connection]:
+        return self.current.begin()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)
+
+    def __hash__(self) -> int:
+        # SQLAlchemy's Session keys connections by bind; failing here is the clear error.
+        raise TypeError(_NOT_A_BIND)
+
+    def __eq__(self, other: object) -> bool:
+        return other is self
+
+    def __repr__(self) -> str:
+        return f"<RoutingEngine of {self._board!r}>"

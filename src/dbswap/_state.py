@@ -1,0 +1,199 @@
+"""The persisted active target: a small JSON file, written atomically, shared by processes.
+
+Readers are cheap: ``current()`` compares the file's identity (``os.stat``)
+with the last one it parsed and re-reads only when a writer replaced it.
+Writers hold a lock file beside the state (threads and processes), write a
+temporary file in the same directory, fsync it and ``os.replace`` it, so a
+crash at any instant leaves the old or the new state, never a torn one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from filelock import FileLock, Timeout
+
+from ._errors import SwitchLocked
+
+logger = logging.getLogger("dbswap")
+
+STATE_FILE = "db-target.json"
+
+
+@dataclass(frozen=True)
+class State:
+    """What is active, since which committed switch, and who made it."""
+
+    target: str
+    generation: int = 0
+    switched_at: str | None = None
+    switched_by: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> State:
+        """Parse a state file; ``ValueError`` with a short reason if it is not one."""
+        try:
+            data: Any = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        target, generation = data.get("target"), data.get("generation", 0)
+        if not isinstance(target, str) or not target:
+            raise ValueError("no 'target' string")
+        if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+            raise ValueError("'generation' is not a non-negative integer")
+        at, by = data.get("switched_at"), data.get("switched_by")
+        return cls(
+            target=target,
+            generation=generation,
+            switched_at=at if isinstance(at, str) else None,
+            switched_by=by if isinstance(by, str) else None,
+        )
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StateStore(Protocol):
+    """Where the active target lives. The file store is the default."""
+
+    def current(self) -> State | None:
+        """The committed state, cheaply; None when missing or unreadable."""
+
+    def lock(self, timeout: float) -> contextlib.AbstractContextManager[None]:
+        """Serialise switches across threads and processes."""
+
+    def read(self) -> State | None:
+        """The committed state read afresh (call while holding the lock)."""
+
+    def write(self, state: State) -> None:
+        """Commit a new state (call while holding the lock)."""
+
+    def describe(self) -> str:
+        """Where the state lives, for messages."""
+
+
+class FileStateStore:
+    """``<runtime dir>/db-target.json`` with a lock file beside it."""
+
+    def __init__(self, runtime_dir: str | os.PathLike[str]) -> None:
+        self.runtime_dir = Path(runtime_dir)
+        self.path = self.runtime_dir / STATE_FILE
+        self._thread_lock = threading.Lock()
+        self._file_lock: FileLock | None = None
+        # (file identity, parsed state), swapped as one object so threads never mix two reads.
+        self._snapshot: tuple[tuple[int, int, int, int] | None, State | None] = (None, None)
+        self._warned_about: tuple[int, int, int, int] | None = None
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def current(self) -> State | None:
+        known_identity, known_state = self._snapshot
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._snapshot = (None, None)
+            return None
+        except OSError as exc:
+            self._warn_once(None, f"cannot stat it ({exc.strerror})")
+            return known_state
+        identity = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+        if identity == known_identity:
+            return known_state
+        state = self._parse(identity)
+        self._snapshot = (identity, state)
+        return state
+
+    def read(self) -> State | None:
+        self._snapshot = (None, None)  # force a fresh parse
+        return self.current()
+
+    def _parse(self, identity: tuple[int, int, int, int]) -> State | None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            self._warn_once(identity, f"cannot read it ({exc.__class__.__name__})")
+            return None
+        try:
+            return State.from_json(text)
+        except ValueError as exc:
+            self._warn_once(identity, str(exc))
+            return None
+
+    def _warn_once(self, identity: tuple[int, int, int, int] | None, reason: str) -> None:
+        if identity is None or identity != self._warned_about:
+            self._warned_about = identity
+            logger.warning(
+                "state file %s is unusable (%s); using the default target until the next switch",
+                self.path,
+                reason,
+            )
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float) -> Iterator[None]:
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        if not self._thread_lock.acquire(timeout=timeout):
+            raise SwitchLocked("another switch is in progress in this process; try again")
+        try:
+            if self._file_lock is None:
+                self._file_lock = FileLock(str(self.path) + ".lock", thread_local=False)
+            try:
+                self._file_lock.acquire(timeout=timeout)
+            except Timeout:
+                raise SwitchLocked(
+                    f"another process holds the switch lock ({self.path.name}.lock); try again"
+                ) from None
+            try:
+                yield
+            finally:
+                self._file_lock.release()
+        finally:
+            self._thread_lock.release()
+
+    def write(self, state: State) -> None:
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".db-target.", suffix=".tmp", dir=self.runtime_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(state.to_json() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(self.runtime_dir)
+        self._snapshot = (None, None)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename itself durable (not supported everywhere, hence best effort)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

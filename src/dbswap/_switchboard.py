@@ -1,0 +1,440 @@
+"""The Switchboard: owns the targets, the engine cache, the state store and the audit log.
+
+``use()`` is the one way to switch: validate -> lock -> health check ->
+commit -> audit -> on-switch hooks -> retire the previous target's
+connections. A refused or failed switch changes nothing and is audited too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
+from sqlalchemy.orm import sessionmaker as _sessionmaker
+
+from ._audit import AuditLog
+from ._engines import EngineCache
+from ._errors import ConfigError, DBSwapError, SwitchLocked, TargetUnavailable, UnknownTarget
+from ._masking import mask_text
+from ._sessions import PinnedSession, RoutingEngine, pinned_session_class
+from ._state import FileStateStore, State, StateStore, utc_now
+from ._targets import (
+    Target,
+    discover_targets,
+    normalize_url,
+    read_environment,
+    validate_targets,
+)
+
+logger = logging.getLogger("dbswap")
+
+PRODUCTION = "production"
+LOCK_TIMEOUT = 10.0  # seconds a switch waits for another switch to finish
+_TRUE = {"1", "true", "yes", "on"}
+
+SwitchCallback = Callable[["SwitchResult"], object]
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    """What ``use()`` did. ``changed`` is False when the target was already active."""
+
+    previous: str
+    target: str
+    generation: int
+    duration: float
+    changed: bool = True
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class Health:
+    """One target's health check: reachable or not, how fast, and why not (masked)."""
+
+    target: str
+    dialect: str
+    ok: bool
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class Switchboard:
+    """Routes sessions to the active target and switches it without a restart.
+
+    ``targets`` maps names to URLs (or Target objects). Everything else has a
+    default; ``Switchboard.from_env()`` builds one from the environment.
+    """
+
+    def __init__(
+        self,
+        targets: Mapping[str, str | Target] | Iterable[Target],
+        *,
+        runtime_dir: str | os.PathLike[str] = ".runtime",
+        default_target: str = "local",
+        production_lock: bool = False,
+        allow_remote_local: bool = False,
+        store: StateStore | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._targets = _as_targets(targets)
+        if not self._targets:
+            raise ConfigError(
+                "no database targets: set DATABASE_URL_LOCAL and DATABASE_URL_PRODUCTION "
+                "(one DATABASE_URL_<NAME> per target)"
+            )
+        validate_targets(self._targets, allow_remote_local)
+        self.default_target = default_target.strip().lower()
+        if self.default_target not in self._targets:
+            raise ConfigError(
+                f"default target {self.default_target!r} is not configured; set "
+                f"DBSWAP_DEFAULT_TARGET to one of: {', '.join(self._targets)}"
+            )
+        self.production_lock = production_lock
+        if production_lock and PRODUCTION not in self._targets:
+            raise ConfigError(
+                "DBSWAP_ENV=production needs a 'production' target: set DATABASE_URL_PRODUCTION"
+            )
+        self.runtime_dir = Path(runtime_dir).absolute()
+        self._store: StateStore = store or FileStateStore(self.runtime_dir)
+        self._secrets = tuple(s for t in self._targets.values() for s in t.secrets)
+        self._audit = AuditLog(self.runtime_dir, self._secrets)
+        self._engines = EngineCache(engine_options)
+        self._callbacks: list[SwitchCallback] = []
+        # (state object last seen, target name it resolved to): one tuple, swapped atomically.
+        self._seen: tuple[State | object | None, str] = (_NOTHING_SEEN, self.default_target)
+        self._observe_lock = threading.Lock()
+        self._warned_unknown: str | None = None
+        self.engine = RoutingEngine(self)
+        self.session_class = pinned_session_class(self)
+        self._async_session_class = pinned_session_class(self, is_async=True)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        **overrides: Any,
+    ) -> Switchboard:
+        """Build a board from ``.env``, ``.env.local`` and the environment (later wins)."""
+        base = Path(cwd) if cwd is not None else Path.cwd()
+        env = read_environment(environ, base)
+        state = env.get("DBSWAP_STATE", "file").strip() or "file"
+        if state != "file":
+            raise ConfigError(
+                f"DBSWAP_STATE={mask_text(state)!r} is not supported; use 'file' (the default)"
+            )
+        dbswap_env = env.get("DBSWAP_ENV", "").strip().lower()
+        options: dict[str, Any] = {
+            "runtime_dir": base / (env.get("DBSWAP_RUNTIME_DIR", "").strip() or ".runtime"),
+            "default_target": env.get("DBSWAP_DEFAULT_TARGET", "").strip() or "local",
+            "production_lock": dbswap_env == PRODUCTION,
+            "allow_remote_local": env.get("DBSWAP_ALLOW_REMOTE_LOCAL", "").lower() in _TRUE,
+        }
+        options.update(overrides)
+        return cls(discover_targets(env, base), **options)
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def targets(self) -> Mapping[str, Target]:
+        return self._targets
+
+    @property
+    def active(self) -> str:
+        """The name of the target sessions created now will use."""
+        if self.production_lock:
+            return PRODUCTION
+        state = self._store.current()
+        seen_state, seen_name = self._seen
+        if state is seen_state:
+            return seen_name
+        return self._observe(state)
+
+    @property
+    def state(self) -> State:
+        """The committed state (the default target at generation 0 if none yet)."""
+        if self.production_lock:
+            return State(PRODUCTION, 0, None, "DBSWAP_ENV=production")
+        state = self._store.current()
+        name = self.active
+        if state is None or state.target != name:
+            return State(name, state.generation if state else 0)
+        return state
+
+    @property
+    def generation(self) -> int:
+        return self.state.generation
+
+    def target(self, name: str | None = None) -> Target:
+        """The Target called ``name`` (the active one by default)."""
+        key = self.active if name is None else name.strip().lower()
+        try:
+            return self._targets[key]
+        except KeyError:
+            raise UnknownTarget(name or "", self._targets) from None
+
+    def url_for(self, target: str | None = None) -> str:
+        """The real URL of a target (it may hold a password: never log or show it)."""
+        return self.target(target).url
+
+    def setting(self, name: str, target: str | None = None) -> str | None:
+        """A per-target setting, e.g. ``setting("BLOB_READ_WRITE_TOKEN")`` for the active one."""
+        return self.target(target).settings.get(name.upper())
+
+    def history(self, limit: int | None = 20) -> list[dict[str, Any]]:
+        """The audit entries, newest first."""
+        return self._audit.history(limit)
+
+    def mask(self, message: str) -> str:
+        """``message`` with every password and token of this board masked."""
+        return mask_text(message, self._secrets)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Switchboard active={self.active!r} targets={list(self._targets)} "
+            f"runtime_dir={str(self.runtime_dir)!r}>"
+        )
+
+    # -- the hot path --------------------------------------------------------
+
+    def _pin(self, is_async: bool) -> tuple[str, Engine]:
+        name = self.active
+        target = self._targets[name]
+        if is_async:
+            return name, self._engines.async_(target).sync_engine
+        return name, self._engines.sync(target)
+
+    def _observe(self, state: State | None) -> str:
+        """Resolve a newly seen state to a target name and follow it."""
+        name = self.default_target
+        if state is not None:
+            if state.target in self._targets:
+                name = state.target
+            elif self._warned_unknown != state.target:
+                self._warned_unknown = state.target
+                logger.warning(
+                    "the state names target %r, which is not configured; using %r "
+                    "until the next switch",
+                    state.target,
+                    name,
+                )
+        with self._observe_lock:
+            previous = self._seen[1]
+            self._seen = (state, name)
+            if previous != name:
+                self._engines.activate(name)
+                self._engines.retire(previous)
+        return name
+
+    def engine_for(self, target: str | None = None) -> Engine:
+        """The real Engine of a target (created on first use, never connected here)."""
+        return self._engines.sync(self.target(target))
+
+    def async_engine_for(self, target: str | None = None) -> AsyncEngine:
+        return self._engines.async_(self.target(target))
+
+    def sessionmaker(self, **kw: Any) -> _sessionmaker[PinnedSession]:
+        """A real ``sessionmaker`` whose sessions are pinned to the active target."""
+        return _sessionmaker(class_=self.session_class, **kw)
+
+    def async_sessionmaker(self, **kw: Any) -> _async_sessionmaker[AsyncSession]:
+        """A real ``async_sessionmaker`` whose sessions are pinned to the active target."""
+        kw.setdefault("sync_session_class", self._async_session_class)
+        return _async_sessionmaker(**kw)
+
+    # -- switching -----------------------------------------------------------
+
+    def on_switch(self, callback: SwitchCallback) -> SwitchCallback:
+        """Register ``callback(result)`` to run after each committed switch (a decorator)."""
+        self._callbacks.append(callback)
+        return callback
+
+    def use(self, target: str, user: str | None = None, timeout: float = 3.0) -> SwitchResult:
+        """Switch to ``target`` if it is healthy; raise and change nothing otherwise."""
+        started = time.perf_counter()
+        name = target.strip().lower() if isinstance(target, str) else str(target)
+        source = self.active
+        audit = _AuditCall(self._audit, user, source, name, started)
+        if name not in self._targets:
+            audit.write("refused", None, "unknown target")
+            raise UnknownTarget(name, self._targets)
+        if self.production_lock:
+            audit.write("refused", None, "production lock (DBSWAP_ENV=production)")
+            raise SwitchLocked(
+                "switching is disabled: DBSWAP_ENV=production locks the target to 'production'",
+                target=name,
+            )
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        try:
+            with self._store.lock(LOCK_TIMEOUT):
+                return self._switch_locked(name, user, timeout, audit)
+        except SwitchLocked as exc:
+            audit.write("refused", None, exc.reason)
+            raise
+        except DBSwapError:
+            raise  # already audited (TargetUnavailable is an OSError too)
+        except OSError as exc:
+            reason = f"cannot write the state in {self._store.describe()}: {exc.strerror}"
+            audit.write("failed", None, reason)
+            raise ConfigError(self.mask(reason)) from None
+
+    def _switch_locked(
+        self, name: str, user: str | None, timeout: float, audit: _AuditCall
+    ) -> SwitchResult:
+        state = self._store.read()
+        previous = self._observe(state)
+        audit.source = previous
+        generation = state.generation if state is not None else 0
+        if state is not None and state.target == name:
+            audit.write("noop", generation, None)
+            return SwitchResult(previous, name, generation, audit.elapsed, False, user)
+        health = self._check(self._targets[name], timeout)
+        if not health.ok:
+            audit.write("failed", generation, health.error)
+            raise TargetUnavailable(name, health.error or "health check failed")
+        new_state = State(name, generation + 1, utc_now(), user)
+        self._store.write(new_state)
+        self._observe(new_state)
+        result = SwitchResult(previous, name, new_state.generation, audit.elapsed, True, user)
+        audit.write("ok", new_state.generation, None)
+        self._run_callbacks(result)
+        return result
+
+    def _run_callbacks(self, result: SwitchResult) -> None:
+        for callback in self._callbacks:
+            try:
+                callback(result)
+            except Exception as exc:  # the switch is committed; a hook must not undo it
+                logger.error(
+                    "on_switch callback %r failed: %s",
+                    callback,
+                    self.mask(f"{type(exc).__name__}: {exc}"),
+                )
+
+    # -- health --------------------------------------------------------------
+
+    def check(self, target: str | None = None, timeout: float = 3.0) -> list[Health]:
+        """Health of one target (by name) or of all; never raises for a sick database."""
+        names = [self.target(target).name] if target is not None else list(self._targets)
+        results = [self._check(self._targets[name], timeout) for name in names]
+        active = self.active
+        for name in names:
+            if name != active:
+                self._engines.retire(name)  # a check must not leave connections open
+        return results
+
+    def _check(self, target: Target, timeout: float) -> Health:
+        outcome: dict[str, BaseException] = {}
+        started = time.perf_counter()
+
+        def probe() -> None:
+            try:
+                _probe(self._engines.sync(target), target)
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=probe, name=f"dbswap-check-{target.name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        latency = (time.perf_counter() - started) * 1000
+        if worker.is_alive():
+            error = f"no answer within {timeout:g} s"
+            return Health(target.name, target.dialect, False, None, error)
+        if "error" in outcome:
+            error = self.mask(_describe(outcome["error"], target))
+            return Health(target.name, target.dialect, False, None, error)
+        return Health(target.name, target.dialect, True, round(latency, 3), None)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def dispose(self) -> None:
+        """Close the pooled connections of every synchronous engine."""
+        self._engines.dispose()
+
+    async def adispose(self) -> None:
+        """Close the pooled connections of every engine, async ones included."""
+        await self._engines.adispose()
+        self._engines.dispose()
+
+
+_NOTHING_SEEN = object()
+
+
+class _AuditCall:
+    """The fields one ``use()`` call writes into its audit line."""
+
+    def __init__(
+        self, log: AuditLog, user: str | None, source: str, target: str, started: float
+    ) -> None:
+        self.log, self.user, self.source, self.target = log, user, source, target
+        self.started = started
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def write(self, outcome: str, generation: int | None, reason: str | None) -> None:
+        self.log.record(
+            outcome=outcome,
+            user=self.user,
+            source=self.source,
+            target=self.target,
+            generation=generation,
+            duration_ms=self.elapsed * 1000,
+            reason=reason,
+        )
+
+
+def _probe(engine: Engine, target: Target) -> None:
+    """Connect and run a trivial query that needs a real, readable database."""
+    if target.is_sqlite:
+        database = target.sa_url.database or ""
+        on_disk = database not in ("", ":memory:") and not database.startswith("file:")
+        if on_disk and not os.path.isfile(database):
+            raise FileNotFoundError(f"SQLite file {database} does not exist")
+        query = "SELECT count(*) FROM sqlite_master"  # fails on a file that is not a database
+    else:
+        query = "SELECT 1"
+    with engine.connect() as conn:
+        conn.execute(text(query)).scalar()
+
+
+def _describe(exc: BaseException, target: Target) -> str:
+    """A one-line reason, without the driver's stack; masked by the caller."""
+    if isinstance(exc, ModuleNotFoundError):
+        extra = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(
+            target.dialect, "all"
+        )
+        return f"its driver is not installed ({exc.name}); pip install 'dbswap[{extra}]'"
+    if isinstance(exc, FileNotFoundError):
+        return str(exc)
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first_line = (str(original).strip().splitlines() or [""])[0]
+    return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
+
+
+def _as_targets(targets: Mapping[str, str | Target] | Iterable[Target]) -> dict[str, Target]:
+    if isinstance(targets, Mapping):
+        items: Iterable[Target] = (
+            value if isinstance(value, Target) else Target(name, normalize_url(value, Path.cwd()))
+            for name, value in targets.items()
+        )
+    else:
+        items = targets
+    result: dict[str, Target] = {}
+    for target in items:
+        if not isinstance(target, Target):
+            raise ConfigError(f"not a Target: {target!r}")
+        result[target.name] = target
+    return result

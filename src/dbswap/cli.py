@@ -1,0 +1,257 @@
+"""The ``dbswap`` command: status, targets, use, check, history.
+
+Exit codes: 0 ok, 1 refused or failed (switch, health), 2 usage or configuration
+error. Every error is one line on stderr, masked, without a traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+import click
+
+from ._errors import ConfigError, DBSwapError
+from ._masking import mask_text
+from ._switchboard import PRODUCTION, Health, Switchboard
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+class Failed(click.ClickException):
+    """A refused switch or a sick target: exit code 1."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class Misconfigured(click.UsageError):
+    """Configuration error: exit code 2, one line, no usage text."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as exc:
+        raise Misconfigured(str(exc)) from None
+    except DBSwapError as exc:
+        raise Failed(str(exc)) from None
+
+
+def _board(ctx: click.Context) -> Switchboard:
+    board = ctx.obj.get("board") if isinstance(ctx.obj, dict) else None
+    if board is None:
+        with _errors():
+            board = Switchboard.from_env()
+        ctx.ensure_object(dict)["board"] = board
+    return board
+
+
+def _emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else text())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dbswap")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Switch a running app between databases without a restart.
+
+    Targets come from DATABASE_URL_<NAME> variables (.env, .env.local and the
+    environment); the active one is kept in DBSWAP_RUNTIME_DIR (default
+    .runtime), which every process of the app reads.
+
+    \b
+    Examples:
+      dbswap status
+      dbswap targets --check
+      dbswap use production --user alice
+      dbswap use local
+      dbswap history -n 5
+    """
+    ctx.ensure_object(dict)
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show the active target, its generation, when and by whom it was set."""
+    board = _board(ctx)
+    state = board.state
+    target = board.target(state.target)
+    data = {
+        "target": state.target,
+        "generation": state.generation,
+        "switched_at": state.switched_at,
+        "switched_by": state.switched_by,
+        "url": target.masked_url,
+        "dialect": target.dialect,
+        "locked": board.production_lock,
+        "runtime_dir": str(board.runtime_dir),
+    }
+
+    def text() -> str:
+        lock = "  (locked: DBSWAP_ENV=production)" if board.production_lock else ""
+        lines = [
+            f"active:      {state.target}{lock}",
+            f"url:         {target.masked_url}",
+            f"generation:  {state.generation}",
+            f"switched at: {state.switched_at or '-'}",
+            f"switched by: {state.switched_by or '-'}",
+        ]
+        return "\n".join(lines)
+
+    _emit(data, as_json, text)
+
+
+@cli.command()
+@click.option("--check", "with_check", is_flag=True, help="Also test each target's connection.")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds per health check.")
+@json_option
+@click.pass_context
+def targets(ctx: click.Context, with_check: bool, timeout: float, as_json: bool) -> None:
+    """List the configured targets (masked URLs), optionally with their health."""
+    board = _board(ctx)
+    active = board.active
+    health = {h.target: h for h in board.check(timeout=timeout)} if with_check else {}
+    rows = []
+    for name, target in board.targets.items():
+        row: dict[str, Any] = {
+            "name": name,
+            "active": name == active,
+            "dialect": target.dialect,
+            "url": target.masked_url,
+        }
+        if name in health:
+            row.update(_health_fields(health[name]))
+        rows.append(row)
+
+    def text() -> str:
+        lines = []
+        for row in rows:
+            mark = "*" if row["active"] else " "
+            line = f"{mark} {row['name']:<14} {row['dialect']:<11} {row['url']}"
+            if "ok" in row:
+                line += "  " + _health_text(health[row["name"]])
+            lines.append(line)
+        return "\n".join(lines)
+
+    _emit(rows, as_json, text)
+    if with_check and not all(h.ok for h in health.values()):
+        ctx.exit(1)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--user", "-u", help="Who is switching (default: cli:<login name>).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before switching to production.")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds for the health check.")
+@json_option
+@click.pass_context
+def use(
+    ctx: click.Context, name: str, user: str | None, yes: bool, timeout: float, as_json: bool
+) -> None:
+    """Switch the app to target NAME (health-checked first; nothing changes on failure)."""
+    board = _board(ctx)
+    name = name.strip().lower()
+    if name == PRODUCTION and name != board.active and not yes:
+        if not sys.stdin.isatty():
+            raise Failed("refusing to switch to production without confirmation; pass --yes")
+        if not click.confirm("Switch the app to PRODUCTION?", default=False):
+            raise Failed("not confirmed; nothing changed")
+    with _errors():
+        result = board.use(name, user=user or _default_user(), timeout=timeout)
+    data = asdict(result) | {"duration_ms": round(result.duration * 1000, 3)}
+    del data["duration"]
+
+    def text() -> str:
+        if not result.changed:
+            return f"already on {result.target} (generation {result.generation}); nothing to do"
+        return (
+            f"switched {result.previous} -> {result.target} "
+            f"(generation {result.generation}, {data['duration_ms']:.1f} ms)"
+        )
+
+    _emit(data, as_json, text)
+
+
+@cli.command()
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds per health check.")
+@json_option
+@click.pass_context
+def check(ctx: click.Context, timeout: float, as_json: bool) -> None:
+    """Test the connection to every target; exit 1 if any is unreachable."""
+    board = _board(ctx)
+    results = board.check(timeout=timeout)
+    rows = [{"name": h.target, "dialect": h.dialect} | _health_fields(h) for h in results]
+    _emit(rows, as_json, lambda: "\n".join(f"{h.target:<14} {_health_text(h)}" for h in results))
+    if not all(h.ok for h in results):
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@json_option
+@click.pass_context
+def history(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Show the last switch attempts, newest first."""
+    entries = _board(ctx).history(limit)
+
+    def text() -> str:
+        if not entries:
+            return "no switch recorded yet"
+        lines = []
+        for e in entries:
+            gen = e.get("generation")
+            gen_text = "-" if gen is None else gen
+            line = (
+                f"{e.get('time', '?')}  {e.get('outcome', '?'):<7} "
+                f"{e.get('from') or '-'} -> {e.get('to') or '-'}  gen {gen_text}"
+                f"  by {e.get('user') or '-'}"
+            )
+            if e.get("reason"):
+                line += f"  ({e['reason']})"
+            lines.append(line)
+        return "\n".join(lines)
+
+    _emit(entries, as_json, text)
+
+
+def _health_fields(h: Health) -> dict[str, Any]:
+    return {"ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
+
+
+def _health_text(h: Health) -> str:
+    return f"ok ({h.latency_ms:.1f} ms)" if h.ok else f"UNREACHABLE: {h.error}"
+
+
+def _default_user() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name (containers): still say where it came from
+        return "cli"
+
+
+def main() -> None:
+    """Entry point: never a traceback for a user, never a secret."""
+    try:
+        cli(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug or an unexpected environment problem
+        click.echo(f"error: {mask_text(f'{type(exc).__name__}: {exc}')}", err=True)
+        sys.exit(1)
