@@ -169,10 +169,12 @@ def use(
     board = _board(ctx)
     name = name.strip().lower()
     if name == PRODUCTION and name != board.active and not yes:
-        if not sys.stdin.isatty():
-            raise Failed("refusing to switch to production without confirmation; pass --yes")
-        if not click.confirm("Switch the app to PRODUCTION?", default=False):
-            raise Failed("not confirmed; nothing changed")
+        try:
+            confirmed = click.confirm("Switch the app to PRODUCTION?", default=False)
+        except click.Abort:  # no answer (no terminal, end of input)
+            confirmed = False
+        if not confirmed:
+            raise Failed("not confirmed, nothing changed; pass --yes to switch without asking")
     with _errors():
         result = board.use(name, user=user or _default_user(), timeout=timeout)
     data = asdict(result) | {"duration_ms": round(result.duration * 1000, 3)}

@@ -1,0 +1,122 @@
+"""The persisted state: atomic writes, and a corrupt or stale file never crashes the app."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dbswap import Switchboard
+from dbswap._state import FileStateStore, State
+
+
+@pytest.fixture
+def board(tmp_path: Path, sqlite_url: Callable[[str], str]) -> Switchboard:
+    urls = {"local": sqlite_url("local"), "production": sqlite_url("production")}
+    return Switchboard(urls, runtime_dir=tmp_path / "rt")
+
+
+def state_file(board: Switchboard) -> Path:
+    return board.runtime_dir / "db-target.json"
+
+
+def test_missing_file_means_the_default_target(board: Switchboard) -> None:
+    assert board.active == "local"
+    assert board.state == State("local", 0)
+    assert not state_file(board).exists()
+
+
+def test_a_switch_writes_the_whole_state(board: Switchboard) -> None:
+    board.use("production", user="alice")
+    data = json.loads(state_file(board).read_text())
+    assert data["target"] == "production"
+    assert data["generation"] == 1
+    assert data["switched_by"] == "alice"
+    assert data["switched_at"].endswith("Z")
+    board.use("local")
+    assert json.loads(state_file(board).read_text())["generation"] == 2
+    # no temporary file is left behind
+    assert sorted(p.name for p in board.runtime_dir.iterdir()) == [
+        "db-switch.log",
+        "db-target.json",
+        "db-target.json.lock",
+    ]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "{not json",
+        '{"target": 3}',
+        '["production"]',
+        '{"target": "production", "generation": -1}',
+        '{"target": "production", "generation": "7"}',
+        "\x00\xff\xfe garbage",
+    ],
+)
+def test_corrupt_file_means_default_plus_one_warning_and_next_switch_rewrites_it(
+    board: Switchboard, content: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    board.runtime_dir.mkdir()
+    state_file(board).write_bytes(content.encode("utf-8", "surrogateescape"))
+    with caplog.at_level(logging.WARNING, logger="dbswap"):
+        assert board.active == "local"
+        assert board.active == "local"
+    warnings = [r for r in caplog.records if "unusable" in r.getMessage()]
+    assert len(warnings) == 1
+    result = board.use("production")
+    assert result.changed and result.generation == 1
+    assert State.from_json(state_file(board).read_text()).target == "production"
+
+
+def test_state_naming_a_removed_target_means_default_plus_warning(
+    board: Switchboard, caplog: pytest.LogCaptureFixture
+) -> None:
+    board.runtime_dir.mkdir()
+    state_file(board).write_text(json.dumps({"target": "staging", "generation": 4}))
+    with caplog.at_level(logging.WARNING, logger="dbswap"):
+        assert board.active == "local"
+    assert any("staging" in r.getMessage() for r in caplog.records)
+    assert board.use("production").generation == 5
+
+
+def test_switching_to_the_default_rewrites_a_corrupt_file(board: Switchboard) -> None:
+    board.runtime_dir.mkdir()
+    state_file(board).write_text("{oops")
+    result = board.use("local")
+    assert result.changed
+    assert State.from_json(state_file(board).read_text()) == board.state
+
+
+def test_reader_sees_a_replaced_file_and_caches_an_unchanged_one(tmp_path: Path) -> None:
+    writer, reader = FileStateStore(tmp_path), FileStateStore(tmp_path)
+    assert reader.current() is None
+    writer.write(State("production", 1, "t", "u"))
+    first = reader.current()
+    assert first == State("production", 1, "t", "u")
+    assert reader.current() is first  # same identity: not parsed again
+    writer.write(State("local", 2, "t", "u"))
+    assert reader.current() == State("local", 2, "t", "u")
+
+
+def test_unwritable_runtime_dir_is_a_clear_error_and_changes_nothing(
+    board: Switchboard, tmp_path: Path
+) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        # root ignores permissions; a file where the directory should be still fails
+        board.runtime_dir.parent.mkdir(exist_ok=True)
+        board.runtime_dir.write_text("not a directory")
+    else:  # pragma: no cover - CI runs as root
+        board.runtime_dir.mkdir()
+        board.runtime_dir.chmod(0o500)
+    from dbswap import ConfigError
+
+    with pytest.raises(ConfigError):
+        board.use("production")
+    assert board.active == "local"

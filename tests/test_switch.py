@@ -1,0 +1,356 @@
+"""Switching: data really changes, sessions stay pinned, refusals change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from dbhelpers import ITEMS, labels, pg_connections, seed
+from dbswap import (
+    ConfigError,
+    Switchboard,
+    SwitchLocked,
+    TargetUnavailable,
+    UnknownTarget,
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(sa.String(100))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def urls(
+    request: pytest.FixtureRequest,
+    sqlite_url: Callable[[str], str],
+    pg_url: Callable[[str], str],
+) -> dict[str, str]:
+    make = sqlite_url if request.param == "sqlite" else pg_url
+    result = {"local": make("local"), "production": make("production")}
+    seed(result["local"], ["local-1", "local-2"])
+    seed(result["production"], ["prod-1"])
+    return result
+
+
+@pytest.fixture
+def board(urls: dict[str, str], tmp_path: Path) -> Switchboard:
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    yield board
+    board.dispose()
+
+
+def read_labels(session: Session) -> list[str]:
+    return list(session.scalars(sa.select(Item.label).order_by(Item.id)))
+
+
+def test_reads_and_writes_land_on_the_active_target_only(
+    board: Switchboard, urls: dict[str, str]
+) -> None:
+    make = board.sessionmaker()
+    with make() as s:
+        assert read_labels(s) == ["local-1", "local-2"]
+        s.add(Item(id=10, label="written-on-local"))
+        s.commit()
+    result = board.use("production", user="alice")
+    assert (result.previous, result.target, result.generation) == ("local", "production", 1)
+    with make() as s:
+        assert read_labels(s) == ["prod-1"]
+        s.add(Item(id=20, label="written-on-prod"))
+        s.commit()
+    assert labels(urls["local"]) == ["local-1", "local-2", "written-on-local"]
+    assert labels(urls["production"]) == ["prod-1", "written-on-prod"]
+    board.use("local")
+    with make() as s:
+        assert read_labels(s)[-1] == "written-on-local"
+
+
+def test_async_sessions_follow_the_switch(board: Switchboard, urls: dict[str, str]) -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        make = board.async_sessionmaker()
+        try:
+            async with make() as s:
+                before = list(await s.scalars(sa.select(Item.label).order_by(Item.id)))
+            await asyncio.to_thread(board.use, "production")
+            async with make() as s:
+                s.add(Item(id=30, label="async-prod"))
+                await s.commit()
+                after = list(await s.scalars(sa.select(Item.label).order_by(Item.id)))
+            return before, after
+        finally:
+            await board.adispose()
+
+    before, after = asyncio.run(scenario())
+    assert before == ["local-1", "local-2"]
+    assert after == ["prod-1", "async-prod"]
+    assert labels(urls["local"]) == ["local-1", "local-2"]
+
+
+def test_a_session_open_across_a_switch_keeps_its_target_to_the_end(
+    board: Switchboard, urls: dict[str, str]
+) -> None:
+    make = board.sessionmaker()
+    old = make()
+    assert read_labels(old) == ["local-1", "local-2"]  # transaction begun on local
+    old.add(Item(id=40, label="pending-before-switch"))
+    board.use("production")
+    new = make()
+    assert read_labels(new) == ["prod-1"]
+    # flush, further reads and commit of the old session all go to local
+    old.add(Item(id=41, label="added-after-switch"))
+    old.flush()
+    assert "added-after-switch" in read_labels(old)
+    old.commit()
+    assert old.dbswap_target == "local"
+    old.close()
+    new.close()
+    assert labels(urls["local"])[-2:] == ["pending-before-switch", "added-after-switch"]
+    assert labels(urls["production"]) == ["prod-1"]
+    # once closed, the same Session object follows the board again
+    assert read_labels(old) == ["prod-1"]
+    old.close()
+
+
+def test_a_session_created_before_a_switch_but_unused_stays_pinned(board: Switchboard) -> None:
+    make = board.sessionmaker()
+    early = make()
+    board.use("production")
+    assert read_labels(early) == ["local-1", "local-2"]
+    early.close()
+
+
+def test_routing_engine_follows_per_connection(board: Switchboard) -> None:
+    engine = board.engine  # imported once, like the seed's default export
+    with engine.connect() as conn:
+        board.use("production")
+        # an open connection stays where it began
+        assert conn.execute(sa.select(ITEMS.c.label)).scalars().all() == ["local-1", "local-2"]
+    with engine.begin() as conn:
+        assert conn.execute(sa.select(ITEMS.c.label)).scalars().all() == ["prod-1"]
+    assert engine.dialect.name == board.targets["production"].dialect
+
+
+def test_routing_engine_as_a_plain_session_bind_fails_clearly(board: Switchboard) -> None:
+    with pytest.raises(TypeError, match=r"board\.sessionmaker"), Session(bind=board.engine) as s:
+        s.execute(sa.text("SELECT 1"))
+    # a pinned session given board.engine simply follows the board
+    with board.session_class(bind=board.engine) as s:
+        assert read_labels(s) == ["local-1", "local-2"]
+
+
+def test_explicit_bind_is_honoured(board: Switchboard) -> None:
+    with board.session_class(bind=board.engine_for("production")) as s:
+        assert read_labels(s) == ["prod-1"]
+        assert s.dbswap_target is None
+
+
+def test_switching_to_the_active_target_is_a_no_op(board: Switchboard) -> None:
+    board.use("production")
+    result = board.use("production")
+    assert not result.changed
+    assert result.generation == 1
+    assert board.history(1)[0]["outcome"] == "noop"
+
+
+def test_on_switch_callbacks_run_after_commit_and_cannot_undo_it(board: Switchboard) -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    @board.on_switch
+    def remember(result: object) -> None:
+        seen.append((result.previous, result.target, board.active))  # type: ignore[attr-defined]
+
+    @board.on_switch
+    def broken(result: object) -> None:
+        raise RuntimeError("cache clear failed")
+
+    board.use("production")
+    assert seen == [("local", "production", "production")]
+    assert board.active == "production"
+
+
+def _unchanged(board: Switchboard) -> tuple[str, int, bytes | None]:
+    path = board.runtime_dir / "db-target.json"
+    return board.active, board.generation, path.read_bytes() if path.exists() else None
+
+
+def test_unknown_target_is_refused_changes_nothing_and_is_audited(board: Switchboard) -> None:
+    board.use("production")
+    before = _unchanged(board)
+    with pytest.raises(UnknownTarget) as info:
+        board.use("staging", user="bob")
+    assert isinstance(info.value, LookupError)
+    assert "local, production" in str(info.value)
+    assert _unchanged(board) == before
+    entry = board.history(1)[0]
+    assert (entry["outcome"], entry["to"], entry["user"]) == ("refused", "staging", "bob")
+
+
+@pytest.mark.parametrize(
+    "bad_url",
+    [
+        "postgresql://postgres:pw@127.0.0.1:1/nothing",  # closed port
+        "postgresql://no_such_role_x:pw@127.0.0.1:5432/postgres",  # auth refused
+        "mysql+pymysql://root:wrong-password@127.0.0.1:3306/mysql",  # wrong password
+        "sqlite:///{tmp}/missing/nowhere.db",  # no such file
+    ],
+)
+def test_unreachable_target_is_refused_and_changes_nothing(
+    bad_url: str, sqlite_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    urls = {"local": sqlite_url("local"), "production": bad_url.format(tmp=tmp_path)}
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    board.use("local")  # no-op, but leaves no state file: make one
+    before = _unchanged(board)
+    with pytest.raises(TargetUnavailable) as info:
+        board.use("production", timeout=5)
+    assert info.value.target == "production"
+    assert "pw" not in str(info.value).replace("password", "")
+    assert "wrong-password" not in str(info.value)
+    assert _unchanged(board) == before
+    entry = board.history(1)[0]
+    assert entry["outcome"] == "failed" and entry["reason"]
+    board.dispose()
+
+
+def test_a_file_that_is_not_a_database_is_refused(
+    sqlite_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 100)
+    board = Switchboard(
+        {"local": sqlite_url("local"), "production": f"sqlite:///{junk}"}, runtime_dir=tmp_path
+    )
+    with pytest.raises(TargetUnavailable, match="not a database"):
+        board.use("production")
+    assert board.active == "local"
+    board.dispose()
+
+
+def test_health_check_times_out(sqlite_url: Callable[[str], str], tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    # a server that accepts connections and never answers
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    urls = {"local": sqlite_url("local"), "production": f"postgresql://u@127.0.0.1:{port}/x"}
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    try:
+        with pytest.raises(TargetUnavailable, match=r"no answer within 0\.5 s"):
+            board.use("production", timeout=0.5)
+        assert board.active == "local"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        server.close()
+
+
+def test_production_lock_refuses_every_switch(
+    tmp_path: Path, sqlite_url: Callable[[str], str]
+) -> None:
+    env = {
+        "DATABASE_URL_LOCAL": sqlite_url("local"),
+        "DATABASE_URL_PRODUCTION": sqlite_url("production"),
+        "DBSWAP_ENV": "production",
+        "DBSWAP_RUNTIME_DIR": str(tmp_path / "rt"),
+    }
+    (tmp_path / "rt").mkdir()
+    (tmp_path / "rt" / "db-target.json").write_text('{"target": "local", "generation": 9}')
+    board = Switchboard.from_env(env, cwd=tmp_path)
+    assert board.active == "production"  # the state file is ignored
+    for name in ("local", "production"):
+        with pytest.raises(SwitchLocked, match="DBSWAP_ENV=production"):
+            board.use(name)
+    assert board.active == "production"
+    assert json.loads((tmp_path / "rt" / "db-target.json").read_text())["target"] == "local"
+    assert [e["outcome"] for e in board.history()] == ["refused", "refused"]
+
+
+def test_production_lock_without_production_target_is_a_config_error(
+    tmp_path: Path, sqlite_url: Callable[[str], str]
+) -> None:
+    env = {"DATABASE_URL_LOCAL": sqlite_url("local"), "DBSWAP_ENV": "production"}
+    with pytest.raises(ConfigError, match="DATABASE_URL_PRODUCTION"):
+        Switchboard.from_env(env, cwd=tmp_path)
+
+
+def test_bad_timeout_is_refused(board: Switchboard) -> None:
+    with pytest.raises(ConfigError, match="timeout"):
+        board.use("production", timeout=0)
+    assert board.active == "local"
+
+
+@pytest.mark.postgres
+def test_working_on_production_never_connects_to_local(
+    pg_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    urls = {"local": pg_url("local"), "production": pg_url("production")}
+    seed(urls["production"], ["prod-1"])
+    local_db = sa.make_url(urls["local"]).database
+    assert pg_connections(local_db) == 0
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    board.use("production")
+    make = board.sessionmaker()
+    for _ in range(5):
+        with make() as s:
+            assert read_labels(s) == ["prod-1"]
+    with board.engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    assert pg_connections(local_db) == 0
+    assert not board._engines.created("local")
+    board.dispose()
+
+
+@pytest.mark.postgres
+def test_connections_to_the_inactive_target_drop_to_zero(
+    pg_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    urls = {"local": pg_url("local"), "production": pg_url("production")}
+    seed(urls["local"], ["l"])
+    seed(urls["production"], ["p"])
+    dbs = {name: sa.make_url(url).database for name, url in urls.items()}
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    make = board.sessionmaker()
+    in_flight = make()
+    assert read_labels(in_flight) == ["l"]  # holds a local connection across the switches
+    for i in range(40):
+        board.use("production" if i % 2 == 0 else "local")
+        with make() as s:
+            read_labels(s)
+    assert board.active == "local"
+    board.use("production")
+    with make() as s:
+        assert read_labels(s) == ["p"]
+    assert pg_connections(dbs["local"]) == 1  # only the in-flight session's
+    in_flight.close()
+    assert pg_connections(dbs["local"]) == 0
+    assert pg_connections(dbs["production"]) >= 1
+    board.dispose()
