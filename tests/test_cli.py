@@ -75,7 +75,7 @@ def test_check_exit_code_follows_health(env: dict[str, str]) -> None:
 def test_use_switches_and_is_idempotent(env: dict[str, str]) -> None:
     result = run(env, "use", "production", "--yes")
     assert result.exit_code == 0
-    assert "switched local -> production (generation 1" in result.output
+    assert "switched local -> production (read-write, generation 1" in result.output
     again = run(env, "use", "PRODUCTION", "--json")  # already there: no confirmation needed
     assert again.exit_code == 0
     assert json.loads(again.output)["changed"] is False
@@ -165,3 +165,17 @@ def test_installed_command_prints_no_traceback(env: dict[str, str], tmp_path: Pa
         [str(dbswap_bin), "use", "production", "--yes"], env=env, cwd=tmp_path, capture_output=True
     )
     assert ok.returncode == 0, ok.stderr
+
+
+def test_use_read_only_and_writable_and_status_shows_the_mode(env: dict[str, str]) -> None:
+    readonly_env = env | {"DBSWAP_READONLY": "production"}
+    result = run(readonly_env, "use", "production", "--yes")
+    assert result.exit_code == 0 and "(read-only," in result.output
+    assert "mode:        READ-ONLY" in run(readonly_env, "status").output
+    writable = json.loads(run(readonly_env, "use", "production", "--writable", "--json").output)
+    assert writable["changed"] and writable["read_only"] is False and writable["generation"] == 2
+    assert json.loads(run(readonly_env, "status", "--json").output)["read_only"] is False
+    back = json.loads(run(env, "use", "local", "--read-only", "--json").output)
+    assert back["read_only"] is True
+    bad = run(env | {"DBSWAP_READONLY": "nowhere"}, "status")
+    assert bad.exit_code == 2 and "'nowhere'" in bad.output

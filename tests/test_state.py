@@ -25,7 +25,7 @@ def state_file(board: Switchboard) -> Path:
 
 def test_missing_file_means_the_default_target(board: Switchboard) -> None:
     assert board.active == "local"
-    assert board.state == State("local", 0)
+    assert board.state == State("local", 0, read_only=False)
     assert not state_file(board).exists()
 
 

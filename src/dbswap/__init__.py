@@ -14,7 +14,15 @@ from ._defaults import (
     set_active_target,
     set_default_board,
 )
-from ._errors import ConfigError, DBSwapError, SwitchLocked, TargetUnavailable, UnknownTarget
+from ._errors import (
+    ConfigError,
+    DBSwapError,
+    ReadOnlyTarget,
+    SchemaMismatch,
+    SwitchLocked,
+    TargetUnavailable,
+    UnknownTarget,
+)
 from ._sessions import PinnedSession, RoutingEngine
 from ._state import State
 from ._switchboard import Health, Switchboard, SwitchResult
@@ -27,7 +35,9 @@ __all__ = [
     "DBSwapError",
     "Health",
     "PinnedSession",
+    "ReadOnlyTarget",
     "RoutingEngine",
+    "SchemaMismatch",
     "State",
     "SwitchLocked",
     "SwitchResult",

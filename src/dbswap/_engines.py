@@ -5,6 +5,15 @@ does. When the board switches away from a target, that target is *retired*:
 its idle pooled connections are closed at once, and each connection still in
 use is closed when its session gives it back, so nothing stays open to an
 inactive database. Switching back un-retires it and reuses the engine.
+
+Read-only sessions use the same pool through an engine with the
+``dbswap_read_only`` execution option. The first time a target is used
+read-only, two listeners are installed on its engine: one puts each
+connection in the server's own read-only mode when a read-only session checks
+it out (and back when a writable one does: the mode is remembered in the
+connection's ``info``, so the statement runs only when the mode changes), and
+one turns the server's refusal into ``ReadOnlyTarget``. Targets never used
+read-only pay nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +26,12 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from ._errors import ReadOnlyTarget
 from ._targets import Target
 
 CONNECT_TIMEOUT = 10  # seconds; the health check has its own, shorter, deadline
@@ -51,6 +61,34 @@ def _connect_args(url: URL) -> dict[str, Any]:
     return {}
 
 
+READ_ONLY_OPTION = "dbswap_read_only"
+
+# (enter read-only, leave read-only) per backend: the server enforces it, not SQL parsing.
+_MODE_SQL = {
+    "postgresql": (
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    ),
+    "mysql": ("SET SESSION TRANSACTION READ ONLY", "SET SESSION TRANSACTION READ WRITE"),
+    "mariadb": ("SET SESSION TRANSACTION READ ONLY", "SET SESSION TRANSACTION READ WRITE"),
+    "sqlite": ("PRAGMA query_only = ON", "PRAGMA query_only = OFF"),
+}
+
+
+def _is_read_only_refusal(error: BaseException | None) -> bool:
+    """The server's own "you are read-only" error, per driver."""
+    if error is None:
+        return False
+    if getattr(error, "sqlstate", None) == "25006":  # psycopg: read_only_sql_transaction
+        return True
+    args = getattr(error, "args", ())
+    if args and args[0] == 1792:  # MySQL/MariaDB: ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+        return True
+    if getattr(error, "sqlite_errorcode", None) == 8:  # SQLITE_READONLY
+        return True
+    return "readonly database" in str(error) or "READ ONLY transaction" in str(error)
+
+
 def _is_memory_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
@@ -65,7 +103,56 @@ class EngineCache:
         self._async: dict[str, AsyncEngine] = {}
         self._loops: dict[str, weakref.ReferenceType[asyncio.AbstractEventLoop]] = {}
         self._retired: set[str] = set()
+        # (name, is_async, read_only) -> the Engine a pinned session binds to
+        self._binds: dict[tuple[str, bool, bool], Engine] = {}
         _live_caches.add(self)
+
+    def bind(self, target: Target, is_async: bool, read_only: bool) -> Engine:
+        """The Engine a pinned session uses (the hot path: one dict lookup when warm)."""
+        key = (target.name, is_async, read_only)
+        engine = self._binds.get(key)
+        if engine is None:
+            base = self.async_(target).sync_engine if is_async else self.sync(target)
+            if read_only:
+                self._enforce_read_only(base, target)
+                engine = base.execution_options(**{READ_ONLY_OPTION: True})
+            else:
+                engine = base
+            self._binds[key] = engine
+        return engine
+
+    def _enforce_read_only(self, engine: Engine, target: Target) -> None:
+        with self._lock:
+            if engine.__dict__.get("_dbswap_enforced"):
+                return
+            engine.__dict__["_dbswap_enforced"] = True
+            enter, leave = _MODE_SQL[target.dialect]
+            needs_commit = target.dialect != "sqlite"
+
+            @event.listens_for(engine, "engine_connect")
+            def _set_mode(conn: Connection) -> None:
+                want = bool(conn.get_execution_options().get(READ_ONLY_OPTION))
+                info = conn.connection.info
+                if info.get(READ_ONLY_OPTION, False) is want:
+                    return
+                dbapi_connection: Any = conn.connection.dbapi_connection
+                cursor = dbapi_connection.cursor()
+                try:
+                    cursor.execute(enter if want else leave)
+                finally:
+                    cursor.close()
+                if needs_commit:  # the SET must not stay inside an implicit transaction
+                    dbapi_connection.commit()
+                info[READ_ONLY_OPTION] = want
+
+            @event.listens_for(engine, "handle_error")
+            def _read_only_error(context: ExceptionContext) -> BaseException | None:
+                conn = context.connection
+                if conn is None or not conn.get_execution_options().get(READ_ONLY_OPTION):
+                    return None
+                if _is_read_only_refusal(context.original_exception):
+                    return ReadOnlyTarget(target.name)
+                return None
 
     def sync(self, target: Target) -> Engine:
         engine = self._sync.get(target.name)
@@ -150,6 +237,7 @@ class EngineCache:
             await engine.dispose()
         self._async.clear()
         self._loops.clear()
+        self._binds = {k: v for k, v in self._binds.items() if not k[1]}
 
     def _forget_after_fork(self) -> None:
         # A child must never use its parent's pooled sockets: start empty.
@@ -161,6 +249,7 @@ class EngineCache:
         self._sync.clear()
         self._async.clear()
         self._loops.clear()
+        self._binds.clear()
 
 
 async def _dispose_pool(engine: AsyncEngine) -> None:

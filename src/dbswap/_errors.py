@@ -6,7 +6,9 @@
     ├── ConfigError        (ValueError)       the environment or arguments are wrong
     ├── UnknownTarget      (LookupError)      no target has that name
     ├── TargetUnavailable  (ConnectionError)  the target failed its health check
-    └── SwitchLocked       (PermissionError)  switching is not allowed right now
+    ├── SwitchLocked       (PermissionError)  switching is not allowed right now
+    ├── ReadOnlyTarget     (PermissionError)  a write reached a target switched read-only
+    └── SchemaMismatch                        the target's migrations differ from the code's
 
 Every message is already masked: it never carries a password or a token.
 """
@@ -53,3 +55,34 @@ class SwitchLocked(DBSwapError, PermissionError):
         self.reason = reason
         self.target = target
         super().__init__(reason)
+
+
+class ReadOnlyTarget(DBSwapError, PermissionError):
+    """A write was refused by the database server: the session is read-only.
+
+    The driver's own error is chained (``__cause__``).
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        super().__init__(
+            f"target {target!r} is read-only: the database refused this write; to allow "
+            f"writes, switch with `dbswap use {target} --writable` "
+            f"(or board.use({target!r}, read_only=False))"
+        )
+
+
+class SchemaMismatch(DBSwapError):
+    """The target's Alembic revision is not the code's head; nothing was switched."""
+
+    def __init__(self, target: str, database: tuple[str, ...], code: tuple[str, ...]) -> None:
+        self.target = target
+        self.database_revisions = database
+        self.code_revisions = code
+        found = ", ".join(database) if database else "none (no alembic_version table)"
+        super().__init__(
+            f"target {target!r} has schema revision {found} but the code expects "
+            f"{', '.join(code) or 'no revision'}; upgrade that database "
+            f"(alembic upgrade head against it), or switch anyway with ignore_schema=True "
+            f"(CLI: --ignore-schema)"
+        )

@@ -40,12 +40,13 @@ class PinnedSession(Session):
         self._dbswap_explicit = bind is not None or bool(kw.get("binds"))
         self._dbswap_engine: Engine | None = None
         self.dbswap_target: str | None = None
+        self.dbswap_read_only = False
         if not self._dbswap_explicit:
             self._dbswap_pin()
 
     def _dbswap_pin(self) -> Engine:
-        name, engine = self._dbswap_board._pin(self._dbswap_async)
-        self.dbswap_target, self._dbswap_engine = name, engine
+        name, read_only, engine = self._dbswap_board._pin(self._dbswap_async)
+        self.dbswap_target, self.dbswap_read_only, self._dbswap_engine = name, read_only, engine
         return engine
 
     def get_bind(
@@ -91,7 +92,7 @@ class RoutingEngine:
     @property
     def current(self) -> Engine:
         """The real Engine of the target active right now."""
-        return self._board._pin(False)[1]
+        return self._board._pin(False)[2]
 
     def connect(self) -> Connection:
         return self.current.connect()

@@ -38,6 +38,7 @@ class State:
     generation: int = 0
     switched_at: str | None = None
     switched_by: str | None = None
+    read_only: bool | None = None  # None: the target's default (DBSWAP_READONLY)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -56,12 +57,16 @@ class State:
             raise ValueError("no 'target' string")
         if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
             raise ValueError("'generation' is not a non-negative integer")
+        read_only = data.get("read_only")
+        if read_only is not None and not isinstance(read_only, bool):
+            raise ValueError("'read_only' is not true, false or null")
         at, by = data.get("switched_at"), data.get("switched_by")
         return cls(
             target=target,
             generation=generation,
             switched_at=at if isinstance(at, str) else None,
             switched_by=by if isinstance(by, str) else None,
+            read_only=read_only,
         )
 
 

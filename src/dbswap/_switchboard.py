@@ -24,8 +24,16 @@ from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from ._audit import AuditLog
 from ._engines import EngineCache
-from ._errors import ConfigError, DBSwapError, SwitchLocked, TargetUnavailable, UnknownTarget
+from ._errors import (
+    ConfigError,
+    DBSwapError,
+    SchemaMismatch,
+    SwitchLocked,
+    TargetUnavailable,
+    UnknownTarget,
+)
 from ._masking import mask_text
+from ._schema import SchemaGuard
 from ._sessions import PinnedSession, RoutingEngine, pinned_session_class
 from ._state import FileStateStore, State, StateStore, utc_now
 from ._targets import (
@@ -55,6 +63,7 @@ class SwitchResult:
     duration: float
     changed: bool = True
     user: str | None = None
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,15 @@ class Health:
     ok: bool
     latency_ms: float | None = None
     error: str | None = None
+    revisions: tuple[str, ...] | None = None  # the target's Alembic revision(s), if guarded
+    expected_revisions: tuple[str, ...] | None = None  # the code's head(s), if guarded
+
+    @property
+    def schema_ok(self) -> bool | None:
+        """True/False when a schema guard is configured and the target answered."""
+        if self.revisions is None or self.expected_revisions is None:
+            return None
+        return bool(self.revisions) and self.revisions == self.expected_revisions
 
 
 class Switchboard:
@@ -85,6 +103,8 @@ class Switchboard:
         allow_remote_local: bool = False,
         store: StateStore | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        read_only_targets: Iterable[str] = (),
+        alembic_config: str | os.PathLike[str] | None = None,
     ) -> None:
         self._targets = _as_targets(targets)
         if not self._targets:
@@ -104,14 +124,27 @@ class Switchboard:
             raise ConfigError(
                 "DBSWAP_ENV=production needs a 'production' target: set DATABASE_URL_PRODUCTION"
             )
+        self.read_only_targets = frozenset(n.strip().lower() for n in read_only_targets)
+        unknown = sorted(self.read_only_targets - set(self._targets))
+        if unknown:
+            raise ConfigError(
+                f"DBSWAP_READONLY names {', '.join(map(repr, unknown))}, which "
+                f"{'is not a target' if len(unknown) == 1 else 'are not targets'}; "
+                f"known targets: {', '.join(self._targets)}"
+            )
+        self.schema_guard = SchemaGuard(alembic_config) if alembic_config else None
         self.runtime_dir = Path(runtime_dir).absolute()
         self._store: StateStore = store or FileStateStore(self.runtime_dir)
         self._secrets = tuple(s for t in self._targets.values() for s in t.secrets)
         self._audit = AuditLog(self.runtime_dir, self._secrets)
         self._engines = EngineCache(engine_options)
         self._callbacks: list[SwitchCallback] = []
-        # (state object last seen, target name it resolved to): one tuple, swapped atomically.
-        self._seen: tuple[State | object | None, str] = (_NOTHING_SEEN, self.default_target)
+        # (state last seen, target it resolved to, read-only?): one tuple, swapped atomically.
+        self._seen: tuple[State | object | None, str, bool] = (
+            _NOTHING_SEEN,
+            self.default_target,
+            self.default_target in self.read_only_targets,
+        )
         self._observe_lock = threading.Lock()
         self._warned_unknown: str | None = None
         self.engine = RoutingEngine(self)
@@ -139,6 +172,14 @@ class Switchboard:
             "default_target": env.get("DBSWAP_DEFAULT_TARGET", "").strip() or "local",
             "production_lock": dbswap_env == PRODUCTION,
             "allow_remote_local": env.get("DBSWAP_ALLOW_REMOTE_LOCAL", "").lower() in _TRUE,
+            "read_only_targets": [
+                name for name in env.get("DBSWAP_READONLY", "").split(",") if name.strip()
+            ],
+            "alembic_config": (
+                base / env["DBSWAP_ALEMBIC_CONFIG"].strip()
+                if env.get("DBSWAP_ALEMBIC_CONFIG", "").strip()
+                else None
+            ),
         }
         options.update(overrides)
         return cls(discover_targets(env, base), **options)
@@ -152,24 +193,34 @@ class Switchboard:
     @property
     def active(self) -> str:
         """The name of the target sessions created now will use."""
+        return self._current()[0]
+
+    @property
+    def read_only(self) -> bool:
+        """Whether sessions created now are read-only (enforced by the database server)."""
+        return self._current()[1]
+
+    def _current(self) -> tuple[str, bool]:
         if self.production_lock:
-            return PRODUCTION
+            return PRODUCTION, PRODUCTION in self.read_only_targets
         state = self._store.current()
-        seen_state, seen_name = self._seen
+        seen_state, seen_name, seen_read_only = self._seen
         if state is seen_state:
-            return seen_name
+            return seen_name, seen_read_only
         return self._observe(state)
 
     @property
     def state(self) -> State:
         """The committed state (the default target at generation 0 if none yet)."""
+        name, read_only = self._current()
         if self.production_lock:
-            return State(PRODUCTION, 0, None, "DBSWAP_ENV=production")
+            return State(PRODUCTION, 0, None, "DBSWAP_ENV=production", read_only)
         state = self._store.current()
-        name = self.active
         if state is None or state.target != name:
-            return State(name, state.generation if state else 0)
-        return state
+            return State(name, state.generation if state else 0, read_only=read_only)
+        return State(
+            state.target, state.generation, state.switched_at, state.switched_by, read_only
+        )
 
     @property
     def generation(self) -> int:
@@ -207,15 +258,12 @@ class Switchboard:
 
     # -- the hot path --------------------------------------------------------
 
-    def _pin(self, is_async: bool) -> tuple[str, Engine]:
-        name = self.active
-        target = self._targets[name]
-        if is_async:
-            return name, self._engines.async_(target).sync_engine
-        return name, self._engines.sync(target)
+    def _pin(self, is_async: bool) -> tuple[str, bool, Engine]:
+        name, read_only = self._current()
+        return name, read_only, self._engines.bind(self._targets[name], is_async, read_only)
 
-    def _observe(self, state: State | None) -> str:
-        """Resolve a newly seen state to a target name and follow it."""
+    def _observe(self, state: State | None) -> tuple[str, bool]:
+        """Resolve a newly seen state to (target, read-only) and follow it."""
         name = self.default_target
         if state is not None:
             if state.target in self._targets:
@@ -228,13 +276,19 @@ class Switchboard:
                     state.target,
                     name,
                 )
+        read_only = self._default_read_only(name)
+        if state is not None and state.target == name and state.read_only is not None:
+            read_only = state.read_only
         with self._observe_lock:
             previous = self._seen[1]
-            self._seen = (state, name)
+            self._seen = (state, name, read_only)
             if previous != name:
                 self._engines.activate(name)
                 self._engines.retire(previous)
-        return name
+        return name, read_only
+
+    def _default_read_only(self, name: str) -> bool:
+        return name in self.read_only_targets
 
     def engine_for(self, target: str | None = None) -> Engine:
         """The real Engine of a target (created on first use, never connected here)."""
@@ -259,8 +313,21 @@ class Switchboard:
         self._callbacks.append(callback)
         return callback
 
-    def use(self, target: str, user: str | None = None, timeout: float = 3.0) -> SwitchResult:
-        """Switch to ``target`` if it is healthy; raise and change nothing otherwise."""
+    def use(
+        self,
+        target: str,
+        user: str | None = None,
+        timeout: float = 3.0,
+        *,
+        read_only: bool | None = None,
+        ignore_schema: bool = False,
+    ) -> SwitchResult:
+        """Switch to ``target`` if it is healthy; raise and change nothing otherwise.
+
+        ``read_only``: True or False choose the mode, None takes the target's
+        default (``DBSWAP_READONLY``). ``ignore_schema`` skips the Alembic guard
+        (and says so in the audit line).
+        """
         started = time.perf_counter()
         name = target.strip().lower() if isinstance(target, str) else str(target)
         source = self.active
@@ -268,6 +335,10 @@ class Switchboard:
         if name not in self._targets:
             audit.write("refused", None, "unknown target")
             raise UnknownTarget(name, self._targets)
+        mode = self._default_read_only(name) if read_only is None else bool(read_only)
+        audit.extra["read_only"] = mode
+        if ignore_schema and self.schema_guard is not None:
+            audit.extra["schema_check"] = "overridden"
         if self.production_lock:
             audit.write("refused", None, "production lock (DBSWAP_ENV=production)")
             raise SwitchLocked(
@@ -278,7 +349,7 @@ class Switchboard:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
         try:
             with self._store.lock(LOCK_TIMEOUT):
-                return self._switch_locked(name, user, timeout, audit)
+                return self._switch_locked(name, mode, user, timeout, ignore_schema, audit)
         except SwitchLocked as exc:
             audit.write("refused", None, exc.reason)
             raise
@@ -290,23 +361,35 @@ class Switchboard:
             raise ConfigError(self.mask(reason)) from None
 
     def _switch_locked(
-        self, name: str, user: str | None, timeout: float, audit: _AuditCall
+        self,
+        name: str,
+        read_only: bool,
+        user: str | None,
+        timeout: float,
+        ignore_schema: bool,
+        audit: _AuditCall,
     ) -> SwitchResult:
         state = self._store.read()
-        previous = self._observe(state)
+        previous, previous_read_only = self._observe(state)
         audit.source = previous
         generation = state.generation if state is not None else 0
-        if state is not None and state.target == name:
+        if state is not None and (state.target, previous_read_only) == (name, read_only):
             audit.write("noop", generation, None)
-            return SwitchResult(previous, name, generation, audit.elapsed, False, user)
-        health = self._check(self._targets[name], timeout)
+            return SwitchResult(previous, name, generation, audit.elapsed, False, user, read_only)
+        health = self._check(self._targets[name], timeout, schema=not ignore_schema)
         if not health.ok:
             audit.write("failed", generation, health.error)
             raise TargetUnavailable(name, health.error or "health check failed")
-        new_state = State(name, generation + 1, utc_now(), user)
+        if health.schema_ok is False:
+            mismatch = SchemaMismatch(name, health.revisions or (), health.expected_revisions or ())
+            audit.write("refused", generation, str(mismatch))
+            raise mismatch
+        new_state = State(name, generation + 1, utc_now(), user, read_only)
         self._store.write(new_state)
         self._observe(new_state)
-        result = SwitchResult(previous, name, new_state.generation, audit.elapsed, True, user)
+        result = SwitchResult(
+            previous, name, new_state.generation, audit.elapsed, True, user, read_only
+        )
         audit.write("ok", new_state.generation, None)
         self._run_callbacks(result)
         return result
@@ -327,20 +410,23 @@ class Switchboard:
     def check(self, target: str | None = None, timeout: float = 3.0) -> list[Health]:
         """Health of one target (by name) or of all; never raises for a sick database."""
         names = [self.target(target).name] if target is not None else list(self._targets)
-        results = [self._check(self._targets[name], timeout) for name in names]
+        results = [self._check(self._targets[name], timeout, schema=True) for name in names]
         active = self.active
         for name in names:
             if name != active:
                 self._engines.retire(name)  # a check must not leave connections open
         return results
 
-    def _check(self, target: Target, timeout: float) -> Health:
-        outcome: dict[str, BaseException] = {}
+    def _check(self, target: Target, timeout: float, schema: bool) -> Health:
+        outcome: dict[str, Any] = {}
         started = time.perf_counter()
+        guard = self.schema_guard if schema else None
 
         def probe() -> None:
             try:
-                _probe(self._engines.sync(target), target)
+                outcome["revisions"] = _probe(self._engines.sync(target), target, guard)
+                if guard is not None:
+                    outcome["expected"] = guard.code_heads()
             except BaseException as exc:
                 outcome["error"] = exc
 
@@ -354,7 +440,15 @@ class Switchboard:
         if "error" in outcome:
             error = self.mask(_describe(outcome["error"], target))
             return Health(target.name, target.dialect, False, None, error)
-        return Health(target.name, target.dialect, True, round(latency, 3), None)
+        return Health(
+            target.name,
+            target.dialect,
+            True,
+            round(latency, 3),
+            None,
+            outcome.get("revisions"),
+            outcome.get("expected"),
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -379,6 +473,7 @@ class _AuditCall:
     ) -> None:
         self.log, self.user, self.source, self.target = log, user, source, target
         self.started = started
+        self.extra: dict[str, Any] = {}
 
     @property
     def elapsed(self) -> float:
@@ -393,11 +488,12 @@ class _AuditCall:
             generation=generation,
             duration_ms=self.elapsed * 1000,
             reason=reason,
+            **self.extra,
         )
 
 
-def _probe(engine: Engine, target: Target) -> None:
-    """Connect and run a trivial query that needs a real, readable database."""
+def _probe(engine: Engine, target: Target, guard: SchemaGuard | None) -> tuple[str, ...] | None:
+    """Connect, run a trivial query that needs a real, readable database, read the revision."""
     if target.is_sqlite:
         database = target.sa_url.database or ""
         on_disk = database not in ("", ":memory:") and not database.startswith("file:")
@@ -408,6 +504,7 @@ def _probe(engine: Engine, target: Target) -> None:
         query = "SELECT 1"
     with engine.connect() as conn:
         conn.execute(text(query)).scalar()
+        return guard.database_heads(conn) if guard is not None else None
 
 
 def _describe(exc: BaseException, target: Target) -> str:

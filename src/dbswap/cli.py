@@ -100,6 +100,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "switched_by": state.switched_by,
         "url": target.masked_url,
         "dialect": target.dialect,
+        "read_only": bool(state.read_only),
         "locked": board.production_lock,
         "runtime_dir": str(board.runtime_dir),
     }
@@ -108,6 +109,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         lock = "  (locked: DBSWAP_ENV=production)" if board.production_lock else ""
         lines = [
             f"active:      {state.target}{lock}",
+            f"mode:        {'READ-ONLY' if state.read_only else 'read-write'}",
             f"url:         {target.masked_url}",
             f"generation:  {state.generation}",
             f"switched at: {state.switched_at or '-'}",
@@ -151,7 +153,7 @@ def targets(ctx: click.Context, with_check: bool, timeout: float, as_json: bool)
         return "\n".join(lines)
 
     _emit(rows, as_json, text)
-    if with_check and not all(h.ok for h in health.values()):
+    if with_check and not all(_healthy(h) for h in health.values()):
         ctx.exit(1)
 
 
@@ -160,10 +162,24 @@ def targets(ctx: click.Context, with_check: bool, timeout: float, as_json: bool)
 @click.option("--user", "-u", help="Who is switching (default: cli:<login name>).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before switching to production.")
 @click.option("--timeout", default=3.0, show_default=True, help="Seconds for the health check.")
+@click.option(
+    "--read-only/--writable",
+    "read_only",
+    default=None,
+    help="Make the database refuse writes, or allow them (default: DBSWAP_READONLY).",
+)
+@click.option("--ignore-schema", is_flag=True, help="Switch even if the Alembic revision differs.")
 @json_option
 @click.pass_context
 def use(
-    ctx: click.Context, name: str, user: str | None, yes: bool, timeout: float, as_json: bool
+    ctx: click.Context,
+    name: str,
+    user: str | None,
+    yes: bool,
+    timeout: float,
+    read_only: bool | None,
+    ignore_schema: bool,
+    as_json: bool,
 ) -> None:
     """Switch the app to target NAME (health-checked first; nothing changes on failure)."""
     board = _board(ctx)
@@ -176,16 +192,26 @@ def use(
         if not confirmed:
             raise Failed("not confirmed, nothing changed; pass --yes to switch without asking")
     with _errors():
-        result = board.use(name, user=user or _default_user(), timeout=timeout)
+        result = board.use(
+            name,
+            user=user or _default_user(),
+            timeout=timeout,
+            read_only=read_only,
+            ignore_schema=ignore_schema,
+        )
     data = asdict(result) | {"duration_ms": round(result.duration * 1000, 3)}
     del data["duration"]
 
     def text() -> str:
+        mode = "read-only" if result.read_only else "read-write"
         if not result.changed:
-            return f"already on {result.target} (generation {result.generation}); nothing to do"
+            return (
+                f"already on {result.target} ({mode}, generation {result.generation}); "
+                "nothing to do"
+            )
         return (
-            f"switched {result.previous} -> {result.target} "
-            f"(generation {result.generation}, {data['duration_ms']:.1f} ms)"
+            f"switched {result.previous} -> {result.target} ({mode}, "
+            f"generation {result.generation}, {data['duration_ms']:.1f} ms)"
         )
 
     _emit(data, as_json, text)
@@ -196,12 +222,15 @@ def use(
 @json_option
 @click.pass_context
 def check(ctx: click.Context, timeout: float, as_json: bool) -> None:
-    """Test the connection to every target; exit 1 if any is unreachable."""
+    """Test every target's connection (and schema revision, with an Alembic config).
+
+    Exits 1 if any target is unreachable or its schema differs from the code's.
+    """
     board = _board(ctx)
     results = board.check(timeout=timeout)
     rows = [{"name": h.target, "dialect": h.dialect} | _health_fields(h) for h in results]
     _emit(rows, as_json, lambda: "\n".join(f"{h.target:<14} {_health_text(h)}" for h in results))
-    if not all(h.ok for h in results):
+    if not all(_healthy(h) for h in results):
         ctx.exit(1)
 
 
@@ -234,11 +263,29 @@ def history(ctx: click.Context, limit: int, as_json: bool) -> None:
 
 
 def _health_fields(h: Health) -> dict[str, Any]:
-    return {"ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
+    fields: dict[str, Any] = {"ok": h.ok, "latency_ms": h.latency_ms, "error": h.error}
+    if h.expected_revisions is not None:
+        fields |= {
+            "revisions": list(h.revisions or ()),
+            "expected_revisions": list(h.expected_revisions),
+            "schema_ok": h.schema_ok,
+        }
+    return fields
 
 
 def _health_text(h: Health) -> str:
-    return f"ok ({h.latency_ms:.1f} ms)" if h.ok else f"UNREACHABLE: {h.error}"
+    if not h.ok:
+        return f"UNREACHABLE: {h.error}"
+    text = f"ok ({h.latency_ms:.1f} ms)"
+    if h.expected_revisions is not None:
+        found = ",".join(h.revisions or ()) or "none"
+        expected = ",".join(h.expected_revisions)
+        text += f", schema {found}" + (" (current)" if h.schema_ok else f" != code {expected}")
+    return text
+
+
+def _healthy(h: Health) -> bool:
+    return h.ok and h.schema_ok is not False
 
 
 def _default_user() -> str:
