@@ -17,6 +17,7 @@ from ._defaults import (
 from ._errors import (
     ConfigError,
     DBSwapError,
+    DrainTimeout,
     ReadOnlyTarget,
     SchemaMismatch,
     SwitchLocked,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError",
     "DBSwapError",
+    "DrainTimeout",
     "Health",
     "PinnedSession",
     "ReadOnlyTarget",

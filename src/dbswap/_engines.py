@@ -208,6 +208,17 @@ class EngineCache:
         if async_engine is not None:
             self._dispose_async_later(name, async_engine)
 
+    def in_use(self, name: str) -> int:
+        """Connections of target ``name`` checked out right now (sessions in a transaction)."""
+        engines = [self._sync.get(name), self._async.get(name)]
+        busy = 0
+        for engine in engines:
+            if engine is not None:
+                pool = engine.pool
+                checkedout = getattr(pool, "checkedout", None)  # QueuePool and friends
+                busy += checkedout() if checkedout is not None else 0
+        return busy
+
     def activate(self, name: str) -> None:
         self._retired.discard(name)
 

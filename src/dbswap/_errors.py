@@ -8,6 +8,7 @@
     ├── TargetUnavailable  (ConnectionError)  the target failed its health check
     ├── SwitchLocked       (PermissionError)  switching is not allowed right now
     ├── ReadOnlyTarget     (PermissionError)  a write reached a target switched read-only
+    ├── DrainTimeout       (TimeoutError)     in-flight sessions did not finish; switch aborted
     └── SchemaMismatch                        the target's migrations differ from the code's
 
 Every message is already masked: it never carries a password or a token.
@@ -85,4 +86,17 @@ class SchemaMismatch(DBSwapError):
             f"{', '.join(code) or 'no revision'}; upgrade that database "
             f"(alembic upgrade head against it), or switch anyway with ignore_schema=True "
             f"(CLI: --ignore-schema)"
+        )
+
+
+class DrainTimeout(DBSwapError, TimeoutError):
+    """A drained switch was aborted: sessions on the old target did not finish in time."""
+
+    def __init__(self, target: str, in_flight: int, timeout: float) -> None:
+        self.target = target
+        self.in_flight = in_flight
+        super().__init__(
+            f"switch to {target!r} aborted: {in_flight} session(s) still in flight on the "
+            f"current target after {timeout:g} s of draining; traffic continues there. "
+            "Retry, raise drain_timeout, or switch without drain"
         )

@@ -92,6 +92,9 @@ class StateStore(Protocol):
     def describe(self) -> str:
         """Where the state lives, for messages."""
 
+    def close(self) -> None:
+        """Release background resources (threads, connections)."""
+
 
 class FileStateStore:
     """``<runtime dir>/db-target.json`` with a lock file beside it."""
@@ -107,6 +110,9 @@ class FileStateStore:
 
     def describe(self) -> str:
         return str(self.path)
+
+    def close(self) -> None:
+        """Nothing to release: the file store has no background resources."""
 
     def current(self) -> State | None:
         known_identity, known_state = self._snapshot

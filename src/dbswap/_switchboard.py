@@ -7,6 +7,7 @@ connections. A refused or failed switch changes nothing and is audited too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ from ._engines import EngineCache
 from ._errors import (
     ConfigError,
     DBSwapError,
+    DrainTimeout,
     SchemaMismatch,
     SwitchLocked,
     TargetUnavailable,
@@ -147,6 +149,9 @@ class Switchboard:
         )
         self._observe_lock = threading.Lock()
         self._warned_unknown: str | None = None
+        # Set while a drained switch pauses new sessions (None: one cheap check on the hot path).
+        self._gate: threading.Event | None = None
+        self._gate_timeout = 0.0
         self.engine = RoutingEngine(self)
         self.session_class = pinned_session_class(self)
         self._async_session_class = pinned_session_class(self, is_async=True)
@@ -162,9 +167,14 @@ class Switchboard:
         base = Path(cwd) if cwd is not None else Path.cwd()
         env = read_environment(environ, base)
         state = env.get("DBSWAP_STATE", "file").strip() or "file"
-        if state != "file":
+        if state.startswith(("redis://", "rediss://", "unix://")):
+            from ._redis_state import RedisStateStore
+
+            overrides.setdefault("store", RedisStateStore(state))
+        elif state != "file":
             raise ConfigError(
-                f"DBSWAP_STATE={mask_text(state)!r} is not supported; use 'file' (the default)"
+                f"DBSWAP_STATE={mask_text(state)!r} is not supported; use 'file' (the default) "
+                "or a redis:// URL"
             )
         dbswap_env = env.get("DBSWAP_ENV", "").strip().lower()
         options: dict[str, Any] = {
@@ -259,6 +269,8 @@ class Switchboard:
     # -- the hot path --------------------------------------------------------
 
     def _pin(self, is_async: bool) -> tuple[str, bool, Engine]:
+        if self._gate is not None:
+            self._wait_for_gate()
         name, read_only = self._current()
         return name, read_only, self._engines.bind(self._targets[name], is_async, read_only)
 
@@ -289,6 +301,26 @@ class Switchboard:
 
     def _default_read_only(self, name: str) -> bool:
         return name in self.read_only_targets
+
+    def _wait_for_gate(self) -> None:
+        gate = self._gate
+        if gate is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            gate.wait(self._gate_timeout)  # a thread may block, for a bounded time
+        # In an event loop, blocking would stall the very sessions being drained:
+        # async code awaits board.ready() before opening a session instead.
+
+    async def ready(self) -> None:
+        """In async code: wait (bounded) while a drained switch pauses new sessions."""
+        gate = self._gate
+        if gate is None:
+            return
+        deadline = time.monotonic() + self._gate_timeout
+        while not gate.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
 
     def engine_for(self, target: str | None = None) -> Engine:
         """The real Engine of a target (created on first use, never connected here)."""
@@ -321,12 +353,17 @@ class Switchboard:
         *,
         read_only: bool | None = None,
         ignore_schema: bool = False,
+        drain: bool = False,
+        drain_timeout: float = 5.0,
     ) -> SwitchResult:
         """Switch to ``target`` if it is healthy; raise and change nothing otherwise.
 
         ``read_only``: True or False choose the mode, None takes the target's
         default (``DBSWAP_READONLY``). ``ignore_schema`` skips the Alembic guard
-        (and says so in the audit line).
+        (and says so in the audit line). ``drain``: pause new sessions of this
+        process, wait up to ``drain_timeout`` for the sessions holding a
+        connection to the current target to finish, then commit; if they do not
+        finish, raise ``DrainTimeout`` and stay where we are.
         """
         started = time.perf_counter()
         name = target.strip().lower() if isinstance(target, str) else str(target)
@@ -347,9 +384,21 @@ class Switchboard:
             )
         if not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if drain and not drain_timeout > 0:
+            raise ConfigError(f"drain_timeout must be positive, not {drain_timeout!r}")
+        if drain:
+            audit.extra["drain"] = True
         try:
             with self._store.lock(LOCK_TIMEOUT):
-                return self._switch_locked(name, mode, user, timeout, ignore_schema, audit)
+                return self._switch_locked(
+                    name,
+                    mode,
+                    user,
+                    timeout,
+                    ignore_schema,
+                    drain_timeout if drain else None,
+                    audit,
+                )
         except SwitchLocked as exc:
             audit.write("refused", None, exc.reason)
             raise
@@ -367,6 +416,7 @@ class Switchboard:
         user: str | None,
         timeout: float,
         ignore_schema: bool,
+        drain_timeout: float | None,
         audit: _AuditCall,
     ) -> SwitchResult:
         state = self._store.read()
@@ -385,14 +435,38 @@ class Switchboard:
             audit.write("refused", generation, str(mismatch))
             raise mismatch
         new_state = State(name, generation + 1, utc_now(), user, read_only)
-        self._store.write(new_state)
-        self._observe(new_state)
+        if drain_timeout is None:
+            self._commit(new_state)
+        else:
+            self._drain_and_commit(new_state, previous, drain_timeout, audit)
         result = SwitchResult(
             previous, name, new_state.generation, audit.elapsed, True, user, read_only
         )
         audit.write("ok", new_state.generation, None)
         self._run_callbacks(result)
         return result
+
+    def _commit(self, state: State) -> None:
+        self._store.write(state)
+        self._observe(state)
+
+    def _drain_and_commit(
+        self, state: State, previous: str, drain_timeout: float, audit: _AuditCall
+    ) -> None:
+        gate = threading.Event()
+        self._gate_timeout = drain_timeout + 1.0  # waiters never hang, even if we fail
+        self._gate = gate
+        try:
+            deadline = time.monotonic() + drain_timeout
+            while (in_flight := self._engines.in_use(previous)) and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if in_flight:
+                audit.write("failed", state.generation - 1, f"drain timed out ({in_flight} busy)")
+                raise DrainTimeout(state.target, in_flight, drain_timeout)
+            self._commit(state)
+        finally:
+            self._gate = None
+            gate.set()
 
     def _run_callbacks(self, result: SwitchResult) -> None:
         for callback in self._callbacks:
@@ -460,6 +534,11 @@ class Switchboard:
         """Close the pooled connections of every engine, async ones included."""
         await self._engines.adispose()
         self._engines.dispose()
+
+    def close(self) -> None:
+        """Dispose of the engines and stop the state store's background work."""
+        self._engines.dispose()
+        self._store.close()
 
 
 _NOTHING_SEEN = object()
