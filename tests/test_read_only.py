@@ -233,7 +233,7 @@ def test_readonly_env_naming_an_unknown_target_is_a_config_error(tmp_path: Path)
         "DATABASE_URL_PRODUCTION": "sqlite:///p.db",
         "DBSWAP_READONLY": "production, staging",
     }
-    with pytest.raises(ConfigError, match="'staging'.*known targets: local, production"):
+    with pytest.raises(ConfigError, match=r"'staging'.*known targets: local, production"):
         Switchboard.from_env(env, cwd=tmp_path)
     ok = Switchboard.from_env(env | {"DBSWAP_READONLY": "production"}, cwd=tmp_path)
     assert ok.read_only_targets == {"production"}

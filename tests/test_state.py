@@ -120,3 +120,9 @@ def test_unwritable_runtime_dir_is_a_clear_error_and_changes_nothing(
     with pytest.raises(ConfigError):
         board.use("production")
     assert board.active == "local"
+
+
+def test_switching_to_the_default_from_a_fresh_dir_is_a_no_op(board: Switchboard) -> None:
+    result = board.use("local")
+    assert not result.changed and result.generation == 0
+    assert not state_file(board).exists()

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._errors import ConfigError, SwitchLocked
 from ._masking import mask_url
-from ._state import State
+from ._state import State, StateUnreadable
 
 logger = logging.getLogger("dbswap")
 
@@ -103,15 +103,17 @@ class RedisStateStore:
 
     def read(self) -> State | None:
         try:
-            return self._refresh()
+            return self._refresh(strict=True)
         except self._errors:
             raise self._unreachable_error() from None
 
-    def _refresh(self) -> State | None:
+    def _refresh(self, strict: bool = False) -> State | None:
         raw = self._client.get(self._state_key)
         self._set_reachable(True)
         state = self._parse(raw) if raw is not None else None
         self._cached = state
+        if strict and raw is not None and state is None:
+            raise StateUnreadable(self._state_key)
         return state
 
     def _parse(self, raw: bytes | str) -> State | None:

@@ -70,6 +70,10 @@ class State:
         )
 
 
+class StateUnreadable(ValueError):
+    """The stored state exists but cannot be used (the next switch rewrites it)."""
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -84,7 +88,10 @@ class StateStore(Protocol):
         """Serialise switches across threads and processes."""
 
     def read(self) -> State | None:
-        """The committed state read afresh (call while holding the lock)."""
+        """The committed state read afresh (call while holding the lock).
+
+        None when there is none yet; ``StateUnreadable`` when it is garbage.
+        """
 
     def write(self, state: State) -> None:
         """Commit a new state (call while holding the lock)."""
@@ -133,7 +140,10 @@ class FileStateStore:
 
     def read(self) -> State | None:
         self._snapshot = (None, None)  # force a fresh parse
-        return self.current()
+        state = self.current()
+        if state is None and self.path.exists():
+            raise StateUnreadable(str(self.path))
+        return state
 
     def _parse(self, identity: tuple[int, int, int, int]) -> State | None:
         try:

@@ -37,7 +37,7 @@ from ._errors import (
 from ._masking import mask_text
 from ._schema import SchemaGuard
 from ._sessions import PinnedSession, RoutingEngine, pinned_session_class
-from ._state import FileStateStore, State, StateStore, utc_now
+from ._state import FileStateStore, State, StateStore, StateUnreadable, utc_now
 from ._targets import (
     Target,
     discover_targets,
@@ -355,6 +355,7 @@ class Switchboard:
         ignore_schema: bool = False,
         drain: bool = False,
         drain_timeout: float = 5.0,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> SwitchResult:
         """Switch to ``target`` if it is healthy; raise and change nothing otherwise.
 
@@ -363,7 +364,8 @@ class Switchboard:
         (and says so in the audit line). ``drain``: pause new sessions of this
         process, wait up to ``drain_timeout`` for the sessions holding a
         connection to the current target to finish, then commit; if they do not
-        finish, raise ``DrainTimeout`` and stay where we are.
+        finish, raise ``DrainTimeout`` and stay where we are. ``lock_timeout``:
+        how long to wait for another switch to finish before ``SwitchLocked``.
         """
         started = time.perf_counter()
         name = target.strip().lower() if isinstance(target, str) else str(target)
@@ -389,7 +391,7 @@ class Switchboard:
         if drain:
             audit.extra["drain"] = True
         try:
-            with self._store.lock(LOCK_TIMEOUT):
+            with self._store.lock(lock_timeout):
                 return self._switch_locked(
                     name,
                     mode,
@@ -419,11 +421,14 @@ class Switchboard:
         drain_timeout: float | None,
         audit: _AuditCall,
     ) -> SwitchResult:
-        state = self._store.read()
+        try:
+            state, unreadable = self._store.read(), False
+        except StateUnreadable:
+            state, unreadable = None, True  # this switch rewrites it, even to the same target
         previous, previous_read_only = self._observe(state)
         audit.source = previous
         generation = state.generation if state is not None else 0
-        if state is not None and (state.target, previous_read_only) == (name, read_only):
+        if not unreadable and (previous, previous_read_only) == (name, read_only):
             audit.write("noop", generation, None)
             return SwitchResult(previous, name, generation, audit.elapsed, False, user, read_only)
         health = self._check(self._targets[name], timeout, schema=not ignore_schema)

@@ -19,6 +19,7 @@ import click
 from ._errors import ConfigError, DBSwapError
 from ._masking import mask_text
 from ._switchboard import PRODUCTION, Health, Switchboard
+from .demo.cli import demo_command  # click and the core only; FastAPI is imported when it runs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,6 +84,9 @@ def cli(ctx: click.Context) -> None:
       dbswap history -n 5
     """
     ctx.ensure_object(dict)
+
+
+cli.add_command(demo_command)
 
 
 @cli.command()

@@ -1,0 +1,425 @@
+"""The admin core shared by every web adapter (FastAPI now; Flask and Django reuse it).
+
+Adapters stay thin: they turn a request into plain values (bytes, header
+strings, query values), call one method of :class:`AdminCore`, and turn the
+returned dict, or the :class:`AdminError` raised, into a response. Every
+status code, message and payload is decided here, so all adapters agree.
+
+Nothing here reads a switched database: authorization is the app's
+``authorize`` callable and the history is the board's audit log, so an admin
+can always switch back, whichever database is active.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+
+from ._csrf import CsrfGuard, CsrfRefused, RequestFacts
+from ._errors import (
+    ConfigError,
+    DBSwapError,
+    SchemaMismatch,
+    SwitchLocked,
+    TargetUnavailable,
+    UnknownTarget,
+)
+from ._switchboard import PRODUCTION, Health, Switchboard
+
+logger = logging.getLogger("dbswap")
+
+EXPECTED_BODY = (
+    '{"useProduction": true|false} or {"target": "<name>"}, '
+    'optionally with "readOnly": true|false and "ignoreSchema": true|false'
+)
+_FIELDS = ("useProduction", "target", "readOnly", "ignoreSchema")
+MAX_BODY_BYTES = 16 * 1024
+MAX_TARGET_CHARS = 64
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 1000
+LOCK_REASON = "DBSWAP_ENV=production locks the target to 'production'; switching is disabled"
+
+
+class AdminError(Exception):
+    """A refused admin request: an HTTP status, a short code and a message for people."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.extra = extra
+        self._headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {"success": False, "error": self.code, "message": self.message, **self.extra}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers: a 401 always says how to authenticate."""
+        if self.status == 401:
+            return {"WWW-Authenticate": 'Bearer realm="dbswap admin"', **self._headers}
+        return dict(self._headers)
+
+
+class NotAuthenticated(AdminError):
+    """Raise from ``authorize`` when nobody is logged in (401)."""
+
+    status = 401
+    code = "not_authenticated"
+
+    def __init__(self, message: str = "log in as an administrator first", **extra: Any) -> None:
+        super().__init__(message, **extra)
+
+
+class Forbidden(AdminError):
+    """Raise from ``authorize`` when the user is logged in but not an admin (403)."""
+
+    status = 403
+    code = "forbidden"
+
+    def __init__(self, message: str = "only administrators may do this", **extra: Any) -> None:
+        super().__init__(message, **extra)
+
+
+def _invalid(message: str) -> AdminError:
+    return AdminError(f"{message}; expected {EXPECTED_BODY}", status=422, code="invalid_body")
+
+
+@dataclass(frozen=True)
+class SwitchRequest:
+    """A validated switch body."""
+
+    target: str
+    read_only: bool | None = None  # None: the target's default (DBSWAP_READONLY)
+    ignore_schema: bool = False
+
+
+class AdminCore:
+    """Status, switch, history and the page for one Switchboard."""
+
+    def __init__(
+        self,
+        board: Switchboard,
+        *,
+        csrf_secret: str | bytes | None = None,
+        trusted_origins: Iterable[str] = (),
+        switch_timeout: float = 3.0,
+        check_timeout: float = 1.0,
+    ) -> None:
+        if not switch_timeout > 0 or not check_timeout > 0:
+            raise ConfigError("switch_timeout and check_timeout must be positive numbers")
+        self.board = board
+        self.csrf = CsrfGuard(csrf_secret, trusted_origins)
+        self.switch_timeout = switch_timeout
+        self.check_timeout = check_timeout
+
+    # -- who is asking ---------------------------------------------------------
+
+    @staticmethod
+    def user_id(value: object) -> str:
+        """The id ``authorize`` returned, as a string; nobody at all is a 401."""
+        if value is None or value == "":
+            raise NotAuthenticated()
+        return str(value)
+
+    def check_csrf(self, facts: RequestFacts) -> None:
+        try:
+            self.csrf.check(facts)
+        except CsrfRefused as exc:
+            raise AdminError(str(exc), status=403, code="csrf") from None
+
+    # -- reading ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        board = self.board
+        state = board.state
+        return {
+            "target": state.target,
+            "useProduction": state.target == PRODUCTION,
+            "readOnly": bool(state.read_only),
+            "locked": board.production_lock,
+            "lockReason": LOCK_REASON if board.production_lock else None,
+            "generation": state.generation,
+            "switchedAt": state.switched_at,
+            "switchedBy": state.switched_by,
+            "defaultTarget": board.default_target,
+            "targets": [
+                {
+                    "name": name,
+                    "dialect": target.dialect,
+                    "url": board.mask(target.masked_url),
+                    "production": name == PRODUCTION,
+                    "active": name == state.target,
+                    "readOnlyDefault": name in board.read_only_targets,
+                }
+                for name, target in board.targets.items()
+            ],
+        }
+
+    def history(self, limit_values: Sequence[str] = ()) -> dict[str, Any]:
+        """The audit entries, newest first (blocking file read: call it off the event loop)."""
+        limit = parse_limit(limit_values)
+        entries = [self._masked(entry) for entry in self.board.history(limit)]
+        return {"limit": limit, "entries": entries}
+
+    def health(self) -> dict[str, Health]:
+        """Every target's reachability, checked in parallel (blocks up to ``check_timeout``)."""
+        names = list(self.board.targets)
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="dbswap-page") as pool:
+            results = pool.map(lambda n: self.board.check(n, timeout=self.check_timeout), names)
+            return {h.target: h for batch in results for h in batch}
+
+    def _masked(self, value: Any) -> Any:
+        """Every string in ``value`` masked (the audit log already is: belt and braces)."""
+        if isinstance(value, str):
+            return self.board.mask(value)
+        if isinstance(value, Mapping):
+            return {key: self._masked(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._masked(item) for item in value]
+        return value
+
+    # -- switching -------------------------------------------------------------
+
+    def parse_switch(self, body: bytes, content_type: str | None) -> SwitchRequest:
+        """The switch a body asks for, or an AdminError that says what is expected."""
+        media_type = (content_type or "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise AdminError(
+                f"send the body as JSON with Content-Type: application/json; expected "
+                f"{EXPECTED_BODY}",
+                status=415,
+                code="unsupported_media_type",
+            )
+        if len(body) > MAX_BODY_BYTES:
+            raise AdminError(
+                f"the body is larger than {MAX_BODY_BYTES} bytes; expected {EXPECTED_BODY}",
+                status=413,
+                code="body_too_large",
+            )
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            reason = _json_error(exc)
+            raise AdminError(
+                f"the body is not valid JSON ({reason}); expected {EXPECTED_BODY}",
+                status=400,
+                code="malformed_json",
+            ) from None
+        if not isinstance(data, dict):
+            raise _invalid(f"the body must be a JSON object, not {_json_type(data)}")
+        unexpected = sorted(str(k) for k in data if k not in _FIELDS)
+        if unexpected:
+            names = ", ".join(repr(k[:40]) for k in unexpected[:5])
+            raise _invalid(f"unexpected field(s) {names}")
+        if ("useProduction" in data) == ("target" in data):
+            raise _invalid("give exactly one of 'useProduction' and 'target'")
+        for flag_name in ("useProduction", "readOnly", "ignoreSchema"):
+            flag = data.get(flag_name, False)
+            if not isinstance(flag, bool) and not (flag_name == "readOnly" and flag is None):
+                raise _invalid(f"'{flag_name}' must be true or false, not {_json_type(flag)}")
+        options = {
+            "read_only": data.get("readOnly"),
+            "ignore_schema": data.get("ignoreSchema", False),
+        }
+        if "useProduction" in data:
+            target = PRODUCTION if data["useProduction"] else self.board.default_target
+            return SwitchRequest(target, **options)
+        name = data["target"]
+        known = ", ".join(self.board.targets)
+        if not isinstance(name, str):
+            raise _invalid(f"'target' must be a string (one of: {known}), not {_json_type(name)}")
+        name = name.strip().lower()
+        if not name or len(name) > MAX_TARGET_CHARS:
+            raise _invalid(f"'target' must name a target (one of: {known})")
+        return SwitchRequest(name, **options)
+
+    def switch(self, request: SwitchRequest, user: str) -> dict[str, Any]:
+        """Switch, blocking up to ``switch_timeout``: run it in a thread, never on an event loop."""
+        board, target = self.board, request.target
+        try:
+            result = board.use(
+                target,
+                user=user,
+                timeout=self.switch_timeout,
+                read_only=request.read_only,
+                ignore_schema=request.ignore_schema,
+                lock_timeout=self.switch_timeout + 2,  # an HTTP client should not hang on a peer
+            )
+        except UnknownTarget as exc:
+            raise AdminError(
+                board.mask(str(exc)),
+                status=404,
+                code="unknown_target",
+                knownTargets=list(exc.known),
+            ) from None
+        except SwitchLocked as exc:
+            if board.production_lock:
+                raise AdminError(
+                    LOCK_REASON, status=403, code="locked", reason=LOCK_REASON
+                ) from None
+            raise AdminError(board.mask(exc.reason), status=409, code="busy") from None
+        except TargetUnavailable as exc:
+            raise AdminError(
+                f"{board.mask(str(exc))}; the active target is still {board.active!r}",
+                status=503,
+                code="target_unavailable",
+                target=exc.target,
+                active=board.active,
+            ) from None
+        except ConfigError as exc:
+            logger.error("admin switch to %r failed: %s", target, board.mask(str(exc)))
+            raise AdminError(
+                "the server could not record the switch; see its log", status=500, code="server"
+            ) from None
+        except SchemaMismatch as exc:
+            raise AdminError(
+                board.mask(str(exc)),
+                status=409,
+                code="schema_mismatch",
+                databaseRevisions=list(exc.database_revisions),
+                codeRevisions=list(exc.code_revisions),
+            ) from None
+        except DBSwapError as exc:  # any other refusal: nothing changed
+            raise AdminError(board.mask(str(exc)), status=409, code="refused") from None
+        return {
+            "success": True,
+            "target": result.target,
+            "previous": result.previous,
+            "generation": result.generation,
+            "changed": result.changed,
+            "durationMs": round(result.duration * 1000, 3),
+            "useProduction": result.target == PRODUCTION,
+            "readOnly": result.read_only,
+            "hotSwap": True,
+            "requiresRestart": False,
+        }
+
+    # -- the page --------------------------------------------------------------
+
+    def render_page(
+        self,
+        *,
+        user: str,
+        csrf_token: str,
+        urls: Mapping[str, str],
+        script_nonce: str,
+        health: Mapping[str, Health],
+        history: Sequence[Mapping[str, Any]],
+        home: str = "/",
+    ) -> str:
+        status = self.status()
+        for row in status["targets"]:
+            h = health.get(row["name"])
+            row["health"] = {
+                "checked": h is not None,
+                "ok": bool(h and h.ok),
+                "latencyMs": h.latency_ms if h else None,
+                "error": self.board.mask(h.error) if h and h.error else None,
+            }
+        return _template("configuration.html").render(
+            status=status,
+            user=user,
+            csrf_token=csrf_token,
+            urls=dict(urls),
+            nonce=script_nonce,
+            history=list(history),
+            home=home,
+            error=None,
+        )
+
+    @staticmethod
+    def render_error_page(status: int, message: str, *, script_nonce: str, home: str = "/") -> str:
+        return _template("configuration.html").render(
+            status=None,
+            error={"status": status, "message": message, "home": home},
+            nonce=script_nonce,
+        )
+
+
+def page_headers(script_nonce: str) -> dict[str, str]:
+    """Headers for the HTML page: no caching, no framing, only our own inline code."""
+    csp = (
+        f"default-src 'none'; script-src 'nonce-{script_nonce}'; "
+        f"style-src 'nonce-{script_nonce}'; connect-src 'self'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+    return {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": csp,
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "same-origin",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def parse_limit(values: Sequence[str]) -> int:
+    """``?limit=N`` for the history: one whole number from 1 to MAX_HISTORY."""
+    expected = f"limit must be a whole number from 1 to {MAX_HISTORY}"
+    if not values:
+        return DEFAULT_HISTORY
+    if len(values) > 1:
+        raise AdminError(f"give limit once; {expected}", status=422, code="invalid_query")
+    raw = values[0].strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= MAX_HISTORY):
+        shown = values[0][:20]
+        raise AdminError(f"{expected}, not {shown!r}", status=422, code="invalid_query")
+    return int(raw)
+
+
+def _json_error(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return "a value cannot be read"
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("dbswap", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _template(name: str) -> jinja2.Template:
+    return _environment().get_template(name)

@@ -1,0 +1,276 @@
+"""The demo app: a DJ's site (tracks, events) whose database is switched live.
+
+Public pages and ``/api/tracks`` read the active target through async
+sessions from ``board.async_sessionmaker()``, given to each request by a
+FastAPI dependency. The admin logs in with a password (a signed session
+cookie, never a database row) or, for scripts, a bearer token; the admin
+router from ``dbswap.fastapi`` does the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import jinja2
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.middleware.sessions import SessionMiddleware
+
+from .._switchboard import PRODUCTION, Switchboard
+from .._targets import URL_PREFIX, read_environment
+from ..fastapi import Forbidden, NotAuthenticated, admin_router
+from ._data import Event, Track, prepare_databases
+
+DEFAULT_DATA_DIR = Path(".runtime") / "demo"
+ADMIN_URL = "/admin/configuration"
+SESSION_COOKIE = "dbswap_demo_session"
+
+
+def demo_board(
+    data_dir: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> Switchboard:
+    """The environment's targets if any ``DATABASE_URL_<NAME>`` is set, else two SQLite files."""
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    env = read_environment(environ, base)
+    if any(key.startswith(URL_PREFIX) and value.strip() for key, value in env.items()):
+        return Switchboard.from_env(environ, base)
+    directory = (base / (data_dir or DEFAULT_DATA_DIR)).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    urls = {}
+    for name in ("local", PRODUCTION):
+        path = directory / f"{name}.db"
+        sqlite3.connect(path).close()  # the health check wants the file to exist
+        urls[name] = f"sqlite:///{path}"
+    locked = env.get("DBSWAP_ENV", "").strip().lower() == PRODUCTION
+    read_only = [n for n in env.get("DBSWAP_READONLY", "").split(",") if n.strip()]
+    return Switchboard(
+        urls,
+        runtime_dir=directory / "runtime",
+        production_lock=locked,
+        read_only_targets=read_only,
+    )
+
+
+def create_app(
+    board: Switchboard | None = None,
+    *,
+    admin_password: str | None = None,
+    admin_token: str | None = None,
+    session_secret: str | None = None,
+    data_dir: str | Path | None = None,
+    prepare: bool = True,
+) -> FastAPI:
+    """The demo app; a random admin password is made if none is given.
+
+    The password is ``app.state.admin_password``, the bearer token (if any)
+    ``app.state.admin_token``.
+
+    With ``prepare`` the demo tables are created and seeded in every target
+    (``app.state.unprepared`` names the targets that could not be reached).
+    The app closes the board's connections when it shuts down.
+    """
+    board = board if board is not None else demo_board(data_dir)
+    secret = session_secret or secrets.token_urlsafe(32)
+    unprepared = prepare_databases(board) if prepare else {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await board.adispose()
+
+    app = FastAPI(title="dbswap demo: a DJ's site", lifespan=lifespan)
+    app.state.board = board
+    app.state.sessionmaker = board.async_sessionmaker(expire_on_commit=False)
+    app.state.admin_password = admin_password or secrets.token_urlsafe(12)
+    app.state.admin_token = admin_token or None
+    app.state.unprepared = unprepared
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret,
+        session_cookie=SESSION_COOKIE,
+        same_site="lax",
+        max_age=8 * 3600,
+    )
+    app.add_exception_handler(SQLAlchemyError, _database_unavailable)
+    app.include_router(_site)
+    csrf_secret = hmac.new(secret.encode(), b"dbswap-csrf", hashlib.sha256).digest()
+    app.include_router(
+        admin_router(board, authorize=authorize_admin, csrf_secret=csrf_secret, login_url="/login")
+    )
+    return app
+
+
+# -- authentication: the session cookie or a bearer token, never a database row --
+
+
+def authorize_admin(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, credentials = header.partition(" ")
+        token: str | None = request.app.state.admin_token
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise NotAuthenticated("use 'Authorization: Bearer <DBSWAP_ADMIN_TOKEN>'")
+        if token is None:
+            raise NotAuthenticated("API tokens are off in this demo: set DBSWAP_ADMIN_TOKEN")
+        if not _same(credentials.strip(), token):
+            raise NotAuthenticated("invalid API token")
+        return "api-token"
+    user = request.session.get("user")
+    if not isinstance(user, str):
+        raise NotAuthenticated("log in at /login first")
+    if request.session.get("role") != "admin":
+        raise Forbidden(f"{user} is not an administrator")
+    return user
+
+
+def _same(given: str, expected: str) -> bool:
+    # Digests first: compare_digest wants equal-type ASCII, a form may send anything.
+    a = hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest()
+    b = hashlib.sha256(expected.encode("utf-8", "surrogatepass")).digest()
+    return hmac.compare_digest(a, b)
+
+
+def _safe_next(value: object) -> str:
+    """Only a local path: never redirect a freshly logged-in admin to another site."""
+    if isinstance(value, str) and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value
+    return ADMIN_URL
+
+
+# -- data access ---------------------------------------------------------------
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request, pinned to the target active when it was created."""
+    await request.app.state.board.ready()  # waits (bounded) while a drained switch runs
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(db_session)]
+
+
+def _target_of(session: AsyncSession) -> str:
+    target: str = session.sync_session.dbswap_target  # type: ignore[attr-defined]
+    return target
+
+
+def _read_only_of(session: AsyncSession) -> bool:
+    return bool(session.sync_session.dbswap_read_only)  # type: ignore[attr-defined]
+
+
+async def _tracks(session: AsyncSession) -> list[dict[str, object]]:
+    rows = await session.scalars(sa.select(Track).order_by(Track.id))
+    return [track.to_dict() for track in rows]
+
+
+async def _events(session: AsyncSession) -> list[dict[str, object]]:
+    rows = await session.scalars(sa.select(Event).order_by(Event.date, Event.id))
+    return [event.to_dict() for event in rows]
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    board: Switchboard = request.app.state.board
+    message = f"the active database ({board.active}) cannot be read right now; try again"
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": "database_unavailable", "message": message}, 503)
+    return _page(request, "error.html", {"message": message}, status=503)
+
+
+# -- pages -----------------------------------------------------------------------
+
+_site = APIRouter()
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("dbswap.demo", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _page(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    session: AsyncSession | None = None,
+) -> HTMLResponse:
+    board: Switchboard = request.app.state.board
+    target = _target_of(session) if session is not None else board.active
+    read_only = _read_only_of(session) if session is not None else board.read_only
+    html = _templates.get_template(name).render(
+        target=target,
+        production=target == PRODUCTION,
+        read_only=read_only,
+        user=request.session.get("user"),
+        admin_url=ADMIN_URL,
+        **context,
+    )
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+@_site.get("/", response_class=HTMLResponse, summary="The tracks of the active database")
+async def tracks_page(request: Request, session: DbSession) -> HTMLResponse:
+    tracks = await _tracks(session)
+    return _page(request, "tracks.html", {"tracks": tracks}, session=session)
+
+
+@_site.get("/events", response_class=HTMLResponse, summary="The events of the active database")
+async def events_page(request: Request, session: DbSession) -> HTMLResponse:
+    events = await _events(session)
+    return _page(request, "events.html", {"events": events}, session=session)
+
+
+@_site.get("/api/tracks", summary="The tracks of the active database, and which one it is")
+async def api_tracks(session: DbSession) -> dict[str, Any]:
+    return {
+        "target": _target_of(session),
+        "readOnly": _read_only_of(session),
+        "tracks": await _tracks(session),
+    }
+
+
+@_site.get("/api/events", summary="The events of the active database, and which one it is")
+async def api_events(session: DbSession) -> dict[str, Any]:
+    return {
+        "target": _target_of(session),
+        "readOnly": _read_only_of(session),
+        "events": await _events(session),
+    }
+
+
+@_site.get("/login", response_class=HTMLResponse, include_in_schema=False)
+async def login_form(request: Request) -> HTMLResponse:
+    return _page(request, "login.html", {"next": _safe_next(request.query_params.get("next"))})
+
+
+@_site.post("/login", include_in_schema=False)
+async def login(request: Request) -> Response:
+    form = await request.form()
+    password, next_url = form.get("password"), _safe_next(form.get("next"))
+    if not isinstance(password, str) or not _same(password, request.app.state.admin_password):
+        context = {"next": next_url, "error": "Wrong password."}
+        return _page(request, "login.html", context, status=401)
+    request.session.clear()
+    request.session.update({"user": "admin", "role": "admin"})
+    return RedirectResponse(next_url, status_code=303)
+
+
+@_site.post("/logout", include_in_schema=False)
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    return RedirectResponse("/", status_code=303)

@@ -1,0 +1,341 @@
+"""The FastAPI / Starlette adapter: the admin API and page in one ``include_router`` line.
+
+::
+
+    from dbswap.fastapi import Forbidden, NotAuthenticated, admin_router
+
+    def authorize(request: Request) -> str:
+        user = request.session.get("user")          # never read from a switched database
+        if user is None:
+            raise NotAuthenticated()
+        if not user["admin"]:
+            raise Forbidden()
+        return user["id"]
+
+    app.include_router(admin_router(board, authorize=authorize))
+
+Every decision (statuses, messages, payloads, CSRF) lives in ``dbswap._admin``,
+shared with the other adapters; this module only translates requests and
+responses. Blocking work (switch, health checks, the audit file) runs in the
+thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+try:
+    from fastapi import APIRouter, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+    from pydantic import BaseModel, ConfigDict
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        f"dbswap.fastapi needs FastAPI ({exc.name} is not installed): pip install 'dbswap[fastapi]'"
+    ) from None
+
+from ._admin import (
+    MAX_BODY_BYTES,
+    AdminCore,
+    AdminError,
+    Forbidden,
+    NotAuthenticated,
+    page_headers,
+)
+from ._csrf import COOKIE_NAME, RequestFacts
+from ._switchboard import Switchboard
+
+__all__ = ["AdminError", "Authorize", "Forbidden", "NotAuthenticated", "admin_router"]
+
+Authorize = Callable[[Request], "str | Awaitable[str]"]
+"""Return the acting user's id, or raise NotAuthenticated (401) / Forbidden (403)."""
+
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+# -- OpenAPI documentation models (responses are built by the core) ---------
+
+
+class TargetInfo(BaseModel):
+    name: str
+    dialect: str
+    url: str
+    production: bool
+    active: bool
+    readOnlyDefault: bool
+
+
+class DatabaseStatus(BaseModel):
+    target: str
+    useProduction: bool
+    readOnly: bool
+    locked: bool
+    lockReason: str | None
+    generation: int
+    switchedAt: str | None
+    switchedBy: str | None
+    defaultTarget: str
+    targets: list[TargetInfo]
+
+
+class SwitchResponse(BaseModel):
+    success: Literal[True]
+    target: str
+    previous: str
+    generation: int
+    changed: bool
+    durationMs: float
+    useProduction: bool
+    readOnly: bool
+    hotSwap: Literal[True]
+    requiresRestart: Literal[False]
+
+
+class ErrorResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    success: Literal[False]
+    error: str
+    message: str
+
+
+class HistoryResponse(BaseModel):
+    limit: int
+    entries: list[dict[str, Any]]
+
+
+_OPTIONS = {
+    "readOnly": {
+        "type": ["boolean", "null"],
+        "description": "true: the database refuses writes; false: writable; "
+        "absent or null: the target's default (DBSWAP_READONLY)",
+    },
+    "ignoreSchema": {
+        "type": "boolean",
+        "description": "switch even if the Alembic revision differs (audited)",
+    },
+}
+_SWITCH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {
+                        "title": "By flag (true: production, false: the default target)",
+                        "type": "object",
+                        "properties": {"useProduction": {"type": "boolean"}, **_OPTIONS},
+                        "required": ["useProduction"],
+                        "additionalProperties": False,
+                    },
+                    {
+                        "title": "By target name",
+                        "type": "object",
+                        "properties": {
+                            "target": {"type": "string", "maxLength": 64},
+                            **_OPTIONS,
+                        },
+                        "required": ["target"],
+                        "additionalProperties": False,
+                    },
+                ]
+            },
+            "examples": {
+                "production": {"value": {"useProduction": True}},
+                "byName": {"value": {"target": "local"}},
+                "readOnly": {"value": {"target": "production", "readOnly": True}},
+            },
+        }
+    },
+}
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
+# -- the router ---------------------------------------------------------------
+
+
+def admin_router(
+    board: Switchboard,
+    *,
+    authorize: Authorize,
+    csrf_secret: str | bytes | None = None,
+    trusted_origins: Iterable[str] = (),
+    login_url: str | None = None,
+    home_url: str = "/",
+    switch_timeout: float = 3.0,
+    check_timeout: float = 1.0,
+    tags: list[str] | None = None,
+) -> APIRouter:
+    """The admin API and page for ``board``, guarded by the app's ``authorize(request)``.
+
+    ``authorize`` may be sync or async; it must not read a switched database.
+    It may raise ``NotAuthenticated``, ``Forbidden`` or an ``HTTPException``.
+    ``csrf_secret`` must be shared by every worker process of the app (a
+    random one is made otherwise). With ``login_url``, an anonymous visitor of
+    the page is redirected there with ``?next=``.
+    """
+    core = AdminCore(
+        board,
+        csrf_secret=csrf_secret,
+        trusted_origins=trusted_origins,
+        switch_timeout=switch_timeout,
+        check_timeout=check_timeout,
+    )
+    router = APIRouter(tags=list(tags) if tags is not None else ["dbswap admin"])
+
+    async def identify(request: Request) -> str:
+        try:
+            value: Any = authorize(request)
+            if inspect.isawaitable(value):
+                value = await value
+        except HTTPException as exc:
+            raise AdminError(
+                board.mask(str(exc.detail)),
+                status=exc.status_code,
+                code="not_authenticated" if exc.status_code == 401 else "refused",
+                headers=exc.headers,
+            ) from None
+        return core.user_id(value)
+
+    @router.get(
+        "/api/admin/database",
+        name="dbswap_status",
+        summary="The active database target and every configured target (masked URLs)",
+        response_model=DatabaseStatus,
+        responses=_errors(401, 403),
+    )
+    async def database_status(request: Request) -> Response:
+        try:
+            await identify(request)
+        except AdminError as exc:
+            return _error(exc)
+        return JSONResponse(core.status(), headers=_NO_STORE)
+
+    @router.post(
+        "/api/admin/database/switch",
+        name="dbswap_switch",
+        summary="Switch the app to another database target, without a restart",
+        description=(
+            'Body: `{"useProduction": true|false}` or `{"target": "<name>"}`, optionally '
+            'with `"readOnly": true|false` and `"ignoreSchema": true`. The target '
+            "is health-checked first; nothing changes if it is unknown (404), locked (403), "
+            "busy or behind the code's schema (409) or unreachable (503). "
+            "Cookie-authenticated browsers must send the "
+            "page's `X-CSRF-Token` header; requests with an `Authorization` header need not."
+        ),
+        response_model=SwitchResponse,
+        responses=_errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        openapi_extra={"requestBody": _SWITCH_BODY},
+    )
+    async def switch_database(request: Request) -> Response:
+        try:
+            user = await identify(request)
+            core.check_csrf(_facts(request))
+            body = await _read_body(request, MAX_BODY_BYTES + 1)
+            wanted = core.parse_switch(body, request.headers.get("content-type"))
+            result = await run_in_threadpool(core.switch, wanted, user)
+        except AdminError as exc:
+            return _error(exc)
+        return JSONResponse(result, headers=_NO_STORE)
+
+    @router.get(
+        "/api/admin/database/history",
+        name="dbswap_history",
+        summary="The audit trail of switch attempts, newest first",
+        response_model=HistoryResponse,
+        responses=_errors(401, 403, 422),
+        openapi_extra={
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 20},
+                }
+            ]
+        },
+    )
+    async def switch_history(request: Request) -> Response:
+        try:
+            await identify(request)
+            payload = await run_in_threadpool(core.history, request.query_params.getlist("limit"))
+        except AdminError as exc:
+            return _error(exc)
+        return JSONResponse(payload, headers=_NO_STORE)
+
+    @router.get(
+        "/admin/configuration",
+        name="dbswap_configuration",
+        include_in_schema=False,
+        response_class=HTMLResponse,
+    )
+    async def configuration_page(request: Request) -> Response:
+        nonce = secrets.token_urlsafe(16)
+        try:
+            user = await identify(request)
+        except AdminError as exc:
+            if exc.status == 401 and login_url is not None:
+                query = urlencode({"next": request.url.path})
+                return RedirectResponse(f"{login_url}?{query}", status_code=303)
+            html = core.render_error_page(
+                exc.status, exc.message, script_nonce=nonce, home=home_url
+            )
+            headers = page_headers(nonce) | exc.headers
+            return HTMLResponse(html, status_code=exc.status, headers=headers)
+        new_cookie, token = core.csrf.issue(request.cookies.get(COOKIE_NAME))
+        health = await run_in_threadpool(core.health)
+        history = await run_in_threadpool(core.history, ())
+        urls = {
+            key: request.url_for(f"dbswap_{key}").path for key in ("status", "switch", "history")
+        }
+        html = core.render_page(
+            user=user,
+            csrf_token=token,
+            urls=urls,
+            script_nonce=nonce,
+            health=health,
+            history=history["entries"],
+            home=home_url,
+        )
+        response = HTMLResponse(html, headers=page_headers(nonce))
+        if new_cookie is not None:
+            response.set_cookie(
+                COOKIE_NAME,
+                new_cookie,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+                path="/",
+            )
+        return response
+
+    return router
+
+
+def _facts(request: Request) -> RequestFacts:
+    return RequestFacts(
+        origin=f"{request.url.scheme}://{request.url.netloc}",
+        headers=request.headers,
+        cookies=request.cookies,
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """At most ``limit`` bytes: a huge body is refused without holding it all in memory."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body[:limit])
+
+
+def _error(exc: AdminError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status, headers=_NO_STORE | exc.headers)
