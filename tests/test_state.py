@@ -41,6 +41,7 @@ def test_a_switch_writes_the_whole_state(board: Switchboard) -> None:
     # no temporary file is left behind
     assert sorted(p.name for p in board.runtime_dir.iterdir()) == [
         "db-switch.log",
+        "db-target.gen",
         "db-target.json",
         "db-target.json.lock",
     ]

@@ -354,3 +354,22 @@ def test_connections_to_the_inactive_target_drop_to_zero(
     assert pg_connections(dbs["local"]) == 0
     assert pg_connections(dbs["production"]) >= 1
     board.dispose()
+
+
+def test_in_memory_sqlite_targets_survive_switching(tmp_path: Path) -> None:
+    """Their data lives in their connections: a switch must neither close nor re-probe them."""
+    urls = {
+        name: f"sqlite:///file:dbswap-{name}-{tmp_path.name}?mode=memory&cache=shared&uri=true"
+        for name in ("local", "production")
+    }
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    for name in urls:
+        with board.engine_for(name).begin() as conn:
+            conn.execute(sa.text("CREATE TABLE items (id INTEGER PRIMARY KEY, label TEXT)"))
+            conn.execute(sa.text("INSERT INTO items VALUES (1, :label)"), {"label": name})
+    make = board.sessionmaker()
+    for target in ("production", "local", "production", "local"):
+        board.use(target)
+        with make() as s:
+            assert read_labels(s) == [target]
+    board.dispose()

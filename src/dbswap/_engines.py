@@ -19,6 +19,7 @@ read-only pay nothing.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import threading
@@ -29,7 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 
 from ._errors import ReadOnlyTarget
 from ._targets import Target
@@ -89,8 +90,16 @@ def _is_read_only_refusal(error: BaseException | None) -> bool:
     return "readonly database" in str(error) or "READ ONLY transaction" in str(error)
 
 
-def _is_memory_sqlite(url: URL) -> bool:
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+def is_memory_sqlite(url: URL) -> bool:
+    """An in-memory SQLite database lives in its connections: never close or re-open them."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    return (
+        database in ("", ":memory:")
+        or url.query.get("mode") == "memory"
+        or ("mode=memory" in database)
+    )
 
 
 class EngineCache:
@@ -105,6 +114,7 @@ class EngineCache:
         self._retired: set[str] = set()
         # (name, is_async, read_only) -> the Engine a pinned session binds to
         self._binds: dict[tuple[str, bool, bool], Engine] = {}
+        self.epoch = 0  # grows whenever engines handed out before may no longer be used
         _live_caches.add(self)
 
     def bind(self, target: Target, is_async: bool, read_only: bool) -> Engine:
@@ -163,7 +173,7 @@ class EngineCache:
                     engine = self._sync[target.name] = self._create(target)
         return engine
 
-    def async_(self, target: Target) -> AsyncEngine:
+    def async_(self, target: Target, loop: asyncio.AbstractEventLoop | None = None) -> AsyncEngine:
         engine = self._async.get(target.name)
         if engine is None:
             with self._lock:
@@ -174,22 +184,45 @@ class EngineCache:
                         url, connect_args=_connect_args(url), **self._options
                     )
                     self._watch_checkins(engine.sync_engine, target.name)
-                    with contextlib.suppress(RuntimeError):
-                        self._loops[target.name] = weakref.ref(asyncio.get_running_loop())
+                    if loop is None:
+                        with contextlib.suppress(RuntimeError):
+                            loop = asyncio.get_running_loop()
+                    if loop is not None:
+                        self._loops[target.name] = weakref.ref(loop)
                     self._async[target.name] = engine
         return engine
+
+    def warm_async(self, target: Target) -> concurrent.futures.Future[None] | None:
+        """If the app uses asyncio sessions, open one pooled connection to ``target`` on its loop.
+
+        The health check runs on the sync engine; without this, the first async
+        request after a switch would pay for a new connection.
+        """
+        loops = (ref() for ref in list(self._loops.values()))
+        loop = next((lp for lp in loops if lp is not None and lp.is_running()), None)
+        if loop is None:
+            return None
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                return None  # called on the loop itself: cannot wait for it here
+        engine = self.async_(target, loop)
+        return asyncio.run_coroutine_threadsafe(_warm(engine), loop)
 
     def created(self, name: str) -> bool:
         return name in self._sync or name in self._async
 
     def _create(self, target: Target) -> Engine:
         url = target.sa_url
-        engine = create_engine(url, connect_args=_connect_args(url), **self._options)
+        options = dict(self._options)
+        if is_memory_sqlite(url) and url.database not in (None, "", ":memory:"):
+            # a shared-cache memory URI: name the pool SQLAlchemy used to pick on its own
+            options.setdefault("poolclass", SingletonThreadPool)
+        engine = create_engine(url, connect_args=_connect_args(url), **options)
         self._watch_checkins(engine, target.name)
         return engine
 
     def _watch_checkins(self, engine: Engine, name: str) -> None:
-        if _is_memory_sqlite(engine.url):
+        if is_memory_sqlite(engine.url):
             return  # closing the connection would lose the database itself
         retired = self._retired
 
@@ -202,7 +235,7 @@ class EngineCache:
         """The target is no longer active: release its idle connections now."""
         self._retired.add(name)
         engine = self._sync.get(name)
-        if engine is not None and not _is_memory_sqlite(engine.url):
+        if engine is not None and not is_memory_sqlite(engine.url):
             engine.dispose()  # a fresh pool; connections in use close on check-in
         async_engine = self._async.get(name)
         if async_engine is not None:
@@ -249,6 +282,7 @@ class EngineCache:
         self._async.clear()
         self._loops.clear()
         self._binds = {k: v for k, v in self._binds.items() if not k[1]}
+        self.epoch += 1
 
     def _forget_after_fork(self) -> None:
         # A child must never use its parent's pooled sockets: start empty.
@@ -261,6 +295,12 @@ class EngineCache:
         self._async.clear()
         self._loops.clear()
         self._binds.clear()
+        self.epoch += 1
+
+
+async def _warm(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.exec_driver_sql("SELECT 1")
 
 
 async def _dispose_pool(engine: AsyncEngine) -> None:

@@ -32,17 +32,22 @@ class PinnedSession(Session):
 
     _dbswap_board: ClassVar[Switchboard]
     _dbswap_async: ClassVar[bool] = False
+    # Defaults on the class: a pinned session writes only what pinning sets.
+    _dbswap_explicit = False
+    _dbswap_engine: Engine | None = None
+    dbswap_target: str | None = None
+    dbswap_read_only = False
 
     def __init__(self, bind: Any = None, **kw: Any) -> None:
         if isinstance(bind, RoutingEngine):
             bind = None  # board.engine means "follow the board": that is what pinning does
         super().__init__(bind=bind, **kw)
-        self._dbswap_explicit = bind is not None or bool(kw.get("binds"))
-        self._dbswap_engine: Engine | None = None
-        self.dbswap_target: str | None = None
-        self.dbswap_read_only = False
-        if not self._dbswap_explicit:
-            self._dbswap_pin()
+        if bind is None and not kw.get("binds"):
+            self.dbswap_target, self.dbswap_read_only, self._dbswap_engine = (
+                self._dbswap_board._pin(self._dbswap_async)
+            )
+        else:
+            self._dbswap_explicit = True
 
     def _dbswap_pin(self) -> Engine:
         name, read_only, engine = self._dbswap_board._pin(self._dbswap_async)
@@ -95,10 +100,10 @@ class RoutingEngine:
         return self._board._pin(False)[2]
 
     def connect(self) -> Connection:
-        return self.current.connect()
+        return self._board._pin(False)[2].connect()
 
     def begin(self) -> AbstractContextManager[Connection]:
-        return self.current.begin()
+        return self._board._pin(False)[2].begin()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.current, name)

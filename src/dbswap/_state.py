@@ -1,7 +1,12 @@
 """The persisted active target: a small JSON file, written atomically, shared by processes.
 
-Readers are cheap: ``current()`` compares the file's identity (``os.stat``)
-with the last one it parsed and re-reads only when a writer replaced it.
+Readers are cheap: ``current()`` compares an 8-byte generation counter,
+``db-target.gen``, memory-mapped by every process of the host, with the
+value it last saw. Writers bump it after replacing the state and before
+``use()`` returns; only then does a reader ``stat()`` the file (and re-read
+it if its identity changed). Readers also ``stat()`` at least every
+``REVALIDATE`` seconds, which bounds staleness when no bump comes (a writer
+killed between the replace and the bump, a hand-edited file).
 Writers hold a lock file beside the state (threads and processes), write a
 temporary file in the same directory, fsync it and ``os.replace`` it, so a
 crash at any instant leaves the old or the new state, never a torn one.
@@ -12,9 +17,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import mmap
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -28,6 +35,8 @@ from ._errors import SwitchLocked
 logger = logging.getLogger("dbswap")
 
 STATE_FILE = "db-target.json"
+COUNTER_FILE = "db-target.gen"
+REVALIDATE = 1.0  # seconds: readers stat() at least this often, bump or not
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,32 @@ class StateStore(Protocol):
         """Release background resources (threads, connections)."""
 
 
+class GenerationCounter:
+    """Eight bytes in a file, mapped shared: a write is seen by every process of the host."""
+
+    SIZE = 8
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size < self.SIZE:
+                os.ftruncate(fd, self.SIZE)  # zeros; two racing creators both leave zeros
+            self._map = mmap.mmap(fd, self.SIZE)
+        finally:
+            os.close(fd)
+
+    def read(self) -> bytes:
+        return self._map[: self.SIZE]
+
+    def bump(self) -> None:
+        """Only under the switch lock: one writer at a time."""
+        value = int.from_bytes(self._map[: self.SIZE], "little") + 1
+        self._map[: self.SIZE] = value.to_bytes(self.SIZE, "little")
+
+    def close(self) -> None:
+        self._map.close()
+
+
 class FileStateStore:
     """``<runtime dir>/db-target.json`` with a lock file beside it."""
 
@@ -114,14 +149,43 @@ class FileStateStore:
         # (file identity, parsed state), swapped as one object so threads never mix two reads.
         self._snapshot: tuple[tuple[int, int, int, int] | None, State | None] = (None, None)
         self._warned_about: tuple[int, int, int, int] | None = None
+        self._counter: GenerationCounter | None = None
+        self._counter_retry = 0.0  # monotonic time before which opening it is not retried
+        # (counter value, monotonic time of the stat, state): the fast path, one tuple.
+        self._fast: tuple[bytes, float, State | None] = (b"", 0.0, None)
 
     def describe(self) -> str:
         return str(self.path)
 
     def close(self) -> None:
-        """Nothing to release: the file store has no background resources."""
+        counter, self._counter = self._counter, None
+        if counter is not None:
+            counter.close()
 
     def current(self) -> State | None:
+        counter = self._counter or self._open_counter()
+        stamp = counter.read() if counter is not None else b""
+        known, checked, state = self._fast
+        now = time.monotonic()
+        if stamp and stamp == known and now - checked < REVALIDATE:
+            return state
+        state = self._stat_current()
+        self._fast = (stamp, now, state)
+        return state
+
+    def _open_counter(self) -> GenerationCounter | None:
+        """Map the counter; without it (read-only dir...) every call stat()s, as before."""
+        now = time.monotonic()
+        if now < self._counter_retry:
+            return None
+        try:
+            self.runtime_dir.mkdir(parents=True, exist_ok=True)
+            self._counter = GenerationCounter(self.runtime_dir / COUNTER_FILE)
+        except (OSError, ValueError):
+            self._counter_retry = now + REVALIDATE
+        return self._counter
+
+    def _stat_current(self) -> State | None:
         known_identity, known_state = self._snapshot
         try:
             st = os.stat(self.path)
@@ -140,7 +204,8 @@ class FileStateStore:
 
     def read(self) -> State | None:
         self._snapshot = (None, None)  # force a fresh parse
-        state = self.current()
+        self._fast = (b"", 0.0, None)
+        state = self._stat_current()
         if state is None and self.path.exists():
             raise StateUnreadable(str(self.path))
         return state
@@ -204,6 +269,10 @@ class FileStateStore:
             raise
         _fsync_dir(self.runtime_dir)
         self._snapshot = (None, None)
+        self._fast = (b"", 0.0, None)
+        counter = self._counter or self._open_counter()
+        if counter is not None:
+            counter.bump()  # before use() returns: every process's next session re-checks
 
 
 def _fsync_dir(path: Path) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from ._audit import AuditLog
-from ._engines import EngineCache
+from ._engines import EngineCache, is_memory_sqlite
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -148,6 +148,11 @@ class Switchboard:
             self.default_target in self.read_only_targets,
         )
         self._observe_lock = threading.Lock()
+        # Per flavour (index: is_async): (state, engine epoch, what _pin returned for them).
+        self._pinned: list[tuple[object, int, tuple[str, bool, Engine] | None]] = [
+            (_NOTHING_SEEN, -1, None),
+            (_NOTHING_SEEN, -1, None),
+        ]
         self._warned_unknown: str | None = None
         # Set while a drained switch pauses new sessions (None: one cheap check on the hot path).
         self._gate: threading.Event | None = None
@@ -269,10 +274,23 @@ class Switchboard:
     # -- the hot path --------------------------------------------------------
 
     def _pin(self, is_async: bool) -> tuple[str, bool, Engine]:
+        """(target, read-only, engine) for a new session; one counter read when warm."""
         if self._gate is not None:
             self._wait_for_gate()
-        name, read_only = self._current()
-        return name, read_only, self._engines.bind(self._targets[name], is_async, read_only)
+        if self.production_lock:
+            name, read_only = self._current()
+            return name, read_only, self._engines.bind(self._targets[name], is_async, read_only)
+        state = self._store.current()
+        known, epoch, pinned = self._pinned[is_async]
+        if known is state and epoch == self._engines.epoch and pinned is not None:
+            return pinned
+        epoch = self._engines.epoch
+        seen_state, name, read_only = self._seen
+        if seen_state is not state:
+            name, read_only = self._observe(state)
+        pinned = (name, read_only, self._engines.bind(self._targets[name], is_async, read_only))
+        self._pinned[is_async] = (state, epoch, pinned)  # keyed by what it was computed from
+        return pinned
 
     def _observe(self, state: State | None) -> tuple[str, bool]:
         """Resolve a newly seen state to (target, read-only) and follow it."""
@@ -431,19 +449,30 @@ class Switchboard:
         if not unreadable and (previous, previous_read_only) == (name, read_only):
             audit.write("noop", generation, None)
             return SwitchResult(previous, name, generation, audit.elapsed, False, user, read_only)
-        health = self._check(self._targets[name], timeout, schema=not ignore_schema)
-        if not health.ok:
-            audit.write("failed", generation, health.error)
-            raise TargetUnavailable(name, health.error or "health check failed")
-        if health.schema_ok is False:
-            mismatch = SchemaMismatch(name, health.revisions or (), health.expected_revisions or ())
-            audit.write("refused", generation, str(mismatch))
-            raise mismatch
-        new_state = State(name, generation + 1, utc_now(), user, read_only)
-        if drain_timeout is None:
-            self._commit(new_state)
-        else:
-            self._drain_and_commit(new_state, previous, drain_timeout, audit)
+        if name != previous:
+            # Un-retired first, so the health check's connection stays pooled for the
+            # first session after the switch instead of being closed at check-in.
+            self._engines.activate(name)
+        try:
+            health = self._check(self._targets[name], timeout, schema=not ignore_schema)
+            if not health.ok:
+                audit.write("failed", generation, health.error)
+                raise TargetUnavailable(name, health.error or "health check failed")
+            if health.schema_ok is False:
+                mismatch = SchemaMismatch(
+                    name, health.revisions or (), health.expected_revisions or ()
+                )
+                audit.write("refused", generation, str(mismatch))
+                raise mismatch
+            new_state = State(name, generation + 1, utc_now(), user, read_only)
+            if drain_timeout is None:
+                self._commit(new_state, timeout)
+            else:
+                self._drain_and_commit(new_state, previous, drain_timeout, timeout, audit)
+        except BaseException:
+            if name != self._seen[1]:
+                self._engines.retire(name)  # not switched: nothing may stay open to it
+            raise
         result = SwitchResult(
             previous, name, new_state.generation, audit.elapsed, True, user, read_only
         )
@@ -451,12 +480,18 @@ class Switchboard:
         self._run_callbacks(result)
         return result
 
-    def _commit(self, state: State) -> None:
+    def _commit(self, state: State, timeout: float) -> None:
         self._store.write(state)
         self._observe(state)
+        warming = self._engines.warm_async(self._targets[state.target])
+        if warming is not None:  # best effort: a cold pool is slower, not wrong
+            try:
+                warming.result(timeout)
+            except Exception as exc:
+                logger.debug("warming the asyncio pool of %r failed: %s", state.target, exc)
 
     def _drain_and_commit(
-        self, state: State, previous: str, drain_timeout: float, audit: _AuditCall
+        self, state: State, previous: str, drain_timeout: float, timeout: float, audit: _AuditCall
     ) -> None:
         gate = threading.Event()
         self._gate_timeout = drain_timeout + 1.0  # waiters never hang, even if we fail
@@ -468,7 +503,7 @@ class Switchboard:
             if in_flight:
                 audit.write("failed", state.generation - 1, f"drain timed out ({in_flight} busy)")
                 raise DrainTimeout(state.target, in_flight, drain_timeout)
-            self._commit(state)
+            self._commit(state, timeout)
         finally:
             self._gate = None
             gate.set()
@@ -509,11 +544,15 @@ class Switchboard:
             except BaseException as exc:
                 outcome["error"] = exc
 
-        worker = threading.Thread(target=probe, name=f"dbswap-check-{target.name}", daemon=True)
-        worker.start()
-        worker.join(timeout)
+        if is_memory_sqlite(target.sa_url):
+            probe()  # its database lives in this thread's connection: check that one
+            worker = None
+        else:
+            worker = threading.Thread(target=probe, name=f"dbswap-check-{target.name}", daemon=True)
+            worker.start()
+            worker.join(timeout)
         latency = (time.perf_counter() - started) * 1000
-        if worker.is_alive():
+        if worker is not None and worker.is_alive():
             error = f"no answer within {timeout:g} s"
             return Health(target.name, target.dialect, False, None, error)
         if "error" in outcome:

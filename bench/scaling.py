@@ -1,0 +1,138 @@
+"""Target 4: the per-session cost does not grow with the number of targets or threads.
+
+Targets: boards with 2, 10 and 50 SQLite targets; each row is dbswap against
+a plain session on the same engine, and a finer one compares the bare
+session creation (no query) of each board with the 2-target board's.
+Threads: 1, 4 and 16 threads create sessions at once on one board (a pool
+large enough for all); the figure is wall time per session, dbswap vs plain.
+All variants of a group run interleaved in the same rounds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy.orm import sessionmaker
+
+from ._databases import seed, sqlite_file
+from ._measure import Batch, interleave, paired, timed_loop
+from ._report import Row
+from ._workspace import Workspace
+from .overhead import TARGET, orm_get, switched_once
+
+SUITE = "scaling"
+
+
+def run(ws: Workspace) -> list[Row]:
+    return _targets(ws) + _threads(ws)
+
+
+def _targets(ws: Workspace) -> list[Row]:
+    get_variants: dict[str, Batch] = {}
+    create_variants: dict[str, Batch] = {}
+    for n in ws.sizes.targets:
+        local = sqlite_file(ws.fast, f"scale{n}-local")
+        seed(local)
+        urls = {"local": local}
+        urls.update({f"t{i:02d}": sqlite_file(ws.fast, f"scale{n}-t{i:02d}") for i in range(1, n)})
+        board = ws.board(urls, f"scale-{n}")
+        switched_once(board, "t01")
+        get_variants[f"dbswap-{n}"] = orm_get(board.sessionmaker())
+        get_variants[f"plain-{n}"] = orm_get(sessionmaker(bind=board.engine_for("local")))
+        create_variants[f"create-{n}"] = timed_loop(_create_close(board.sessionmaker()))
+    sizes = ws.sizes
+    times = interleave(get_variants, rounds=sizes.rounds, batch_seconds=sizes.batch_seconds)
+    rows = [
+        Row.of(
+            SUITE,
+            f"4.targets.{n}.get",
+            f"ORM get with {n} targets configured",
+            paired(times[f"dbswap-{n}"], times[f"plain-{n}"]),
+            "plain sessionmaker, same engine",
+            at_most=TARGET,
+        )
+        for n in sizes.targets
+    ]
+    creates = interleave(
+        create_variants, rounds=sizes.micro_rounds, batch_seconds=sizes.micro_batch_seconds
+    )
+    first = sizes.targets[0]
+    rows += [
+        Row.of(
+            SUITE,
+            f"4.targets.{n}.create",
+            f"session create+close, {n} targets vs {first}",
+            paired(creates[f"create-{n}"], creates[f"create-{first}"]),
+            f"same with {first} targets",
+            at_most=TARGET,
+            note="no query: the finest view of the per-session cost",
+        )
+        for n in sizes.targets[1:]
+    ]
+    return rows
+
+
+def _create_close(factory: Callable[[], object]) -> Callable[[], None]:
+    def op() -> None:
+        session = factory()
+        session.close()  # type: ignore[attr-defined]
+
+    return op
+
+
+def threaded(batch: Batch, threads: int) -> Batch:
+    """``batch`` split over ``threads`` threads started together; wall time for n ops."""
+
+    def run_threads(n: int) -> float:
+        share = max(1, n // threads)
+        barrier = threading.Barrier(threads + 1)
+
+        def work() -> None:
+            barrier.wait()
+            batch(share)
+
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        barrier.wait()
+        started = time.perf_counter()
+        for worker in workers:
+            worker.join()
+        return (time.perf_counter() - started) * n / (share * threads)
+
+    return run_threads
+
+
+def _threads(ws: Workspace) -> list[Row]:
+    local = sqlite_file(ws.fast, "threads-local")
+    seed(local)
+    most = max(ws.sizes.threads)
+    board = ws.board(
+        {"local": local, "production": sqlite_file(ws.fast, "threads-prod")},
+        "threads",
+        engine_options={"pool_size": most + 2, "max_overflow": 0},
+    )
+    switched_once(board, "production")
+    plain = sessionmaker(bind=board.engine_for("local"))
+    variants: dict[str, Batch] = {}
+    for n in ws.sizes.threads:
+        variants[f"dbswap-{n}"] = threaded(orm_get(board.sessionmaker()), n)
+        variants[f"plain-{n}"] = threaded(orm_get(plain), n)
+    sizes = ws.sizes
+    times = interleave(variants, rounds=sizes.rounds, batch_seconds=sizes.batch_seconds * 2)
+    rows = []
+    for n in sizes.threads:
+        result = paired(times[f"dbswap-{n}"], times[f"plain-{n}"])
+        rows.append(
+            Row.of(
+                SUITE,
+                f"4.threads.{n}",
+                f"ORM get, {n} thread{'s' if n > 1 else ''} at once (wall per session)",
+                result,
+                "plain sessionmaker, same threads",
+                at_most=TARGET,
+            )
+        )
+    return rows

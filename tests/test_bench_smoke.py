@@ -1,0 +1,141 @@
+"""The benchmarks still run: ``python -m bench --quick`` end to end, in a few seconds.
+
+Not a performance test: it checks that every expected row is there and that
+every ratio is a finite positive number, never that a target is met.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # bench/ lives beside src/, outside the installed package
+
+from bench._databases import Postgres  # noqa: E402
+from bench._measure import median_interval, paired, percentile  # noqa: E402
+from bench._server import demo_missing  # noqa: E402
+from bench.cli import main  # noqa: E402
+
+POSTGRES_ROWS = {
+    "1b.get.pg",
+    "1b.get.pg.proposed",
+    "1c.core.pg",
+    "1d.get.pg-async",
+    "1d.get.pg-async.proposed",
+    "2.use.pg.p50",
+    "2.use.pg.p99",
+    "2.use-minus-check.pg.p99",
+}
+HTTP_ROWS = {
+    "2.http.p50",
+    "2.http.p99",
+    "3.switch-vs-restart",
+    "3.switch-vs-restart.cold",
+    "t.http.after",
+    "t.http.worst",
+    "t.http.first",
+}
+EXPECTED_ROWS = (
+    POSTGRES_ROWS
+    | HTTP_ROWS
+    | {
+        "1a.get.sqlite-mem",
+        "1a.get.sqlite-mem.proposed",
+        "1a.get.sqlite-mem.no-state",
+        "1c.core.sqlite-mem",
+        "1c.core.sqlite-mem.proposed",
+        "1a.get.sqlite-file",
+        "1a.get.sqlite-file.proposed",
+        "1e.get.sqlite-file.own-engine",
+        "1d.get.aiosqlite",
+        "1d.get.aiosqlite.proposed",
+        "2.use.sqlite.p50",
+        "2.use.sqlite.p99",
+        "2.use-minus-check.sqlite.p99",
+        "2.use.sqlite.tmpfs.p50",
+        "2.use.sqlite.tmpfs.p99",
+        "2.use-minus-check.sqlite.tmpfs.p99",
+        "4.targets.2.get",
+        "4.targets.10.get",
+        "4.targets.50.get",
+        "4.targets.10.create",
+        "4.targets.50.create",
+        "4.threads.1",
+        "4.threads.4",
+        "4.threads.16",
+        "h.stat",
+        "h.current",
+        "h.current.nofile",
+        "h.active",
+        "h.pin",
+        "h.get_bind",
+        "h.session",
+        "h.mmap.read",
+        "h.mmap.current",
+        "h.pin.proposed",
+        "h.session.mmap-only",
+        "h.session.proposed",
+        "t.session.after",
+        "t.session.worst",
+        "t.session.first",
+    }
+)
+
+
+def _postgres_reachable() -> bool:
+    server, _ = Postgres.open()
+    if server is None:
+        return False
+    server.close()
+    return True
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_has_every_row_with_a_finite_positive_ratio(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One quick run of every suite: the table, the JSON, the Markdown and the plot."""
+    png = tmp_path / "plot.png"
+    assert main(["--quick", "--results-dir", str(tmp_path), "--png", str(png)]) == 0
+    printed = capsys.readouterr().out
+    rows = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]
+    keys = [row["key"] for row in rows]
+    assert sorted(keys) == sorted(EXPECTED_ROWS)  # each once
+    may_skip = (set() if _postgres_reachable() else POSTGRES_ROWS) | (
+        HTTP_ROWS if demo_missing() else set()
+    )
+    for row in rows:
+        assert row["key"] in printed
+        if row["skipped"] is not None:
+            assert row["key"] in may_skip, row
+            continue
+        for field in ("ratio", "subject", "baseline"):
+            value = row[field]
+            assert isinstance(value, float) and math.isfinite(value) and value > 0, (field, row)
+    markdown = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert all(f"| {key} |" in markdown for key in keys)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios() -> None:
+    """A drift that hits both sides of a round equally cancels out of the ratio."""
+    baseline = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+    result = paired([b * 1.01 for b in baseline], baseline)
+    assert result.ratio == pytest.approx(1.01)
+    assert result.low == pytest.approx(1.01) and result.high == pytest.approx(1.01)
+    assert median_interval([5.0, 1.0, 3.0]) == (3.0, 1.0, 5.0)
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 50) == 3.0
+    assert percentile(list(map(float, range(101))), 99) == pytest.approx(99.0)
+
+
+def test_an_unknown_suite_is_refused_with_the_choices() -> None:
+    with pytest.raises(SystemExit, match="choose from overhead"):
+        main(["--only", "nope"])
