@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -373,3 +374,29 @@ def test_in_memory_sqlite_targets_survive_switching(tmp_path: Path) -> None:
         with make() as s:
             assert read_labels(s) == [target]
     board.dispose()
+
+
+def test_a_switch_warms_the_asyncio_pool_of_the_new_target(
+    urls: dict[str, str], tmp_path: Path
+) -> None:
+    """The first async request after a switch must not pay for a new connection."""
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+
+    async def read() -> list[str]:
+        async with board.async_sessionmaker()() as s:
+            return list(await s.scalars(sa.select(Item.label).order_by(Item.id)))
+
+    try:
+        assert asyncio.run_coroutine_threadsafe(read(), loop).result(10) == ["local-1", "local-2"]
+        board.use("production")  # from another thread, as an admin endpoint's threadpool does
+        pool = board.async_engine_for("production").sync_engine.pool
+        assert pool.checkedin() == 1  # warmed on the app's loop before use() returned
+        assert asyncio.run_coroutine_threadsafe(read(), loop).result(10) == ["prod-1"]
+    finally:
+        asyncio.run_coroutine_threadsafe(board.adispose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
