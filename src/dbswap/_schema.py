@@ -1,7 +1,9 @@
-"""The schema-drift guard: refuse a target whose Alembic revision is not the code's head.
+"""The schema-drift guard: refuse a target whose migrations are not the code's.
 
-Alembic is imported only when an app names its migrations
-(``DBSWAP_ALEMBIC_CONFIG`` or ``Switchboard(alembic_config=...)``).
+``SchemaGuard`` is what a switch asks, during its health check; ``AlembicGuard``
+answers from Alembic (imported only when an app names its migrations:
+``DBSWAP_ALEMBIC_CONFIG`` or ``Switchboard(alembic_config=...)``), and the
+Django adapter answers from Django's migration graph.
 """
 
 from __future__ import annotations
@@ -12,10 +14,28 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ._errors import ConfigError
+from ._errors import ConfigError, SchemaMismatch
 
 
 class SchemaGuard:
+    """Compares the revisions a target has applied with those the code expects."""
+
+    def code_heads(self) -> tuple[str, ...]:
+        """The revisions the code expects (read afresh: a dev may add one meanwhile)."""
+        raise NotImplementedError
+
+    def database_heads(self, conn: Connection) -> tuple[str, ...]:
+        """The revisions applied in the target (empty: none at all)."""
+        raise NotImplementedError
+
+    def mismatch(
+        self, target: str, database: tuple[str, ...], code: tuple[str, ...]
+    ) -> SchemaMismatch:
+        """The error that refuses the switch, in the words of this migration tool."""
+        return SchemaMismatch(target, database, code)
+
+
+class AlembicGuard(SchemaGuard):
     """Compares a target's ``alembic_version`` with the script directory's heads."""
 
     def __init__(self, config_path: str | os.PathLike[str]) -> None:
@@ -38,7 +58,6 @@ class SchemaGuard:
         self.code_heads()  # fail at load, not at the first switch
 
     def code_heads(self) -> tuple[str, ...]:
-        """The heads of the migration scripts, read afresh (a dev may add one meanwhile)."""
         try:
             script = self._scripts.from_config(self._config)
             return tuple(sorted(script.get_heads()))
@@ -47,9 +66,7 @@ class SchemaGuard:
                 f"cannot read the Alembic migrations of {self.path}: {type(exc).__name__}: {exc}"
             ) from None
 
-    @staticmethod
-    def database_heads(conn: Connection) -> tuple[str, ...]:
-        """The revisions stamped in the target (empty: no ``alembic_version`` table)."""
+    def database_heads(self, conn: Connection) -> tuple[str, ...]:
         from alembic.runtime.migration import MigrationContext
 
         return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))

@@ -29,13 +29,12 @@ from ._errors import (
     ConfigError,
     DBSwapError,
     DrainTimeout,
-    SchemaMismatch,
     SwitchLocked,
     TargetUnavailable,
     UnknownTarget,
 )
 from ._masking import mask_text
-from ._schema import SchemaGuard
+from ._schema import AlembicGuard, SchemaGuard
 from ._sessions import PinnedSession, RoutingEngine, pinned_session_class
 from ._state import FileStateStore, State, StateStore, StateUnreadable, utc_now
 from ._targets import (
@@ -134,7 +133,9 @@ class Switchboard:
                 f"{'is not a target' if len(unknown) == 1 else 'are not targets'}; "
                 f"known targets: {', '.join(self._targets)}"
             )
-        self.schema_guard = SchemaGuard(alembic_config) if alembic_config else None
+        self.schema_guard: SchemaGuard | None = (
+            AlembicGuard(alembic_config) if alembic_config else None
+        )
         self.runtime_dir = Path(runtime_dir).absolute()
         self._store: StateStore = store or FileStateStore(self.runtime_dir)
         self._secrets = tuple(s for t in self._targets.values() for s in t.secrets)
@@ -458,8 +459,8 @@ class Switchboard:
             if not health.ok:
                 audit.write("failed", generation, health.error)
                 raise TargetUnavailable(name, health.error or "health check failed")
-            if health.schema_ok is False:
-                mismatch = SchemaMismatch(
+            if health.schema_ok is False and self.schema_guard is not None:
+                mismatch = self.schema_guard.mismatch(
                     name, health.revisions or (), health.expected_revisions or ()
                 )
                 audit.write("refused", generation, str(mismatch))

@@ -52,7 +52,19 @@ def _errors() -> Iterator[None]:
         raise Failed(str(exc)) from None
 
 
+BoardSource = Switchboard | Callable[[], Switchboard]
+"""A board, or a function that returns one (called when a command runs)."""
+
+_BOARD_META = "dbswap.board"  # ctx.meta is shared by a context and all its children
+
+
 def _board(ctx: click.Context) -> Switchboard:
+    source: BoardSource | None = ctx.meta.get(_BOARD_META)
+    if source is not None:
+        if isinstance(source, Switchboard):
+            return source
+        with _errors():
+            return source()
     board = ctx.obj.get("board") if isinstance(ctx.obj, dict) else None
     if board is None:
         with _errors():
@@ -264,6 +276,28 @@ def history(ctx: click.Context, limit: int, as_json: bool) -> None:
         return "\n".join(lines)
 
     _emit(entries, as_json, text)
+
+
+def board_commands(board: BoardSource, *, name: str = "dbswap") -> click.Group:
+    """status, targets, use, check and history as a new group working on ``board``.
+
+    What ``flask dbswap ...`` and ``manage.py dbswap ...`` run: the same
+    commands, options, output and exit codes as the ``dbswap`` command, on the
+    app's own board instead of one built from the environment. ``board`` may
+    be a function, called only when a command runs (after the app is loaded).
+    """
+
+    @click.pass_context
+    def bind(ctx: click.Context) -> None:
+        ctx.meta[_BOARD_META] = board
+
+    return click.Group(
+        name,
+        commands=[status, targets, use, check, history],
+        callback=bind,
+        help="Switch this app between databases without a restart (dbswap).",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
 def _health_fields(h: Health) -> dict[str, Any]:

@@ -1,0 +1,458 @@
+"""The Flask adapter: a Flask-SQLAlchemy ``db.session`` that follows the switch, the admin
+API and page as a blueprint, and ``flask dbswap ...``.
+
+::
+
+    from flask import Flask, abort, session
+    from flask.globals import app_ctx
+    from flask.typing import ResponseReturnValue
+    from flask_sqlalchemy import SQLAlchemy
+    from dbswap.flask import DBSwap, Forbidden, NotAuthenticated, Session
+
+    db = SQLAlchemy(session_options={"class_": Session})    # db.session follows the switch
+
+    def authorize() -> str:                                  # never read a switched database
+        user = session.get("user")
+        if user is None:
+            raise NotAuthenticated()
+        if not user["admin"]:
+            raise Forbidden()
+        return user["id"]
+
+    swap = DBSwap(authorize=authorize)
+
+    def create_app() -> Flask:
+        app = Flask(__name__)
+        app.config["SECRET_KEY"] = ...                       # also keys the admin page's CSRF
+        swap.init_app(app, db=db)                            # board: Switchboard.from_env()
+        return app
+
+``init_app`` sets ``SQLALCHEMY_DATABASE_URI`` to the default target's URL when
+it is unset (Flask-SQLAlchemy insists on one) and initialises ``db`` if needed.
+From then on dbswap decides the default bind: each request is pinned, when it
+begins, to the target active at that moment, and ``db.session``, ``db.engine``
+and ``db.create_all()`` use that target until the request ends, even if a switch
+happens meanwhile. Models with a ``__bind_key__`` (``SQLALCHEMY_BINDS``) keep
+their own database; dbswap does not switch those.
+
+Every decision of the admin routes (statuses, messages, CSRF) lives in
+``dbswap._admin``, shared with the FastAPI and Django adapters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+try:
+    import sqlalchemy as sa
+    from flask import Blueprint, Flask, Response, current_app, g, has_app_context, request, url_for
+    from flask.globals import app_ctx
+    from flask.typing import ResponseReturnValue
+    from flask_sqlalchemy import SQLAlchemy
+    from flask_sqlalchemy.session import Session as _FlaskSQLAlchemySession
+    from sqlalchemy import Engine
+    from werkzeug.exceptions import HTTPException
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        f"dbswap.flask needs Flask and Flask-SQLAlchemy ({exc.name} is not installed): "
+        "pip install 'dbswap[flask]'"
+    ) from None
+
+from ._admin import (
+    MAX_BODY_BYTES,
+    AdminCore,
+    AdminError,
+    Forbidden,
+    NotAuthenticated,
+    page_headers,
+)
+from ._csrf import COOKIE_NAME, RequestFacts
+from ._errors import ConfigError
+from ._sessions import PinnedSession
+from ._switchboard import Switchboard
+from ._targets import normalize_url
+from .cli import board_commands
+
+__all__ = [
+    "AdminError",
+    "Authorize",
+    "DBSwap",
+    "Forbidden",
+    "NotAuthenticated",
+    "Session",
+    "current_board",
+]
+
+Authorize = Callable[[], object]
+"""Return the acting user's id, or raise NotAuthenticated (401) / Forbidden (403) / abort()."""
+
+EXTENSION = "dbswap"
+_PIN = "_dbswap_pin"  # the request's (target, read-only, engine), in flask.g
+_NO_STORE = {"Cache-Control": "no-store"}
+_Pin = tuple[str, bool, Engine]
+
+
+@dataclass(frozen=True)
+class _AppState:
+    """What ``init_app`` keeps in ``app.extensions["dbswap"]``."""
+
+    board: Switchboard
+    core: AdminCore
+    authorize: Authorize | None
+    login_url: str | None
+    home_url: str
+
+
+def current_board() -> Switchboard:
+    """The board of the current Flask app (needs an app context)."""
+    return _state(current_app).board
+
+
+def _state(app: Flask) -> _AppState:
+    state = app.extensions.get(EXTENSION)
+    if not isinstance(state, _AppState):
+        raise RuntimeError(
+            "dbswap is not initialised on this Flask app: call DBSwap(app) or swap.init_app(app)"
+        )
+    return state
+
+
+def _pin(board: Switchboard) -> _Pin:
+    """The current request's pin, or (outside a request) the target active right now."""
+    pinned: _Pin | None = g.get(_PIN) if has_app_context() else None
+    return pinned if pinned is not None else board._pin(False)
+
+
+# -- db.session ----------------------------------------------------------------
+
+
+class Session(PinnedSession, _FlaskSQLAlchemySession):
+    """Flask-SQLAlchemy's Session, pinned to the current request's target.
+
+    Give it to Flask-SQLAlchemy: ``SQLAlchemy(session_options={"class_": Session})``.
+    The board is the current app's (``DBSwap.init_app``), so one ``db`` serves
+    every app of an app factory.
+    """
+
+    def __init__(self, db: SQLAlchemy, bind: Any = None, **kw: Any) -> None:
+        # Flask-SQLAlchemy's __init__, then our own pin (the request's, not the board's now).
+        _FlaskSQLAlchemySession.__init__(self, db, bind=bind, **kw)
+        self._dbswap_engine = None
+        self._dbswap_explicit = bind is not None or bool(kw.get("binds"))
+        if not self._dbswap_explicit:
+            self._dbswap_pin()
+
+    def _dbswap_pin(self) -> Engine:
+        board = current_board()
+        _follow(self._db, app_ctx.app, board)  # in case db.init_app ran after DBSwap.init_app
+        self.dbswap_target, self.dbswap_read_only, engine = _pin(board)
+        self._dbswap_engine = engine
+        return engine
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
+        if bind is None and not self._dbswap_explicit and _bind_key(mapper, clause) is not None:
+            # A model of another SQLALCHEMY_BINDS database: dbswap does not switch it.
+            return _FlaskSQLAlchemySession.get_bind(self, mapper, clause, **kw)
+        return super().get_bind(mapper, clause=clause, bind=bind, **kw)
+
+
+def _bind_key(mapper: Any, clause: Any) -> str | None:
+    """The ``__bind_key__`` of the table a statement is about, if any."""
+    tables: list[Any] = []
+    if mapper is not None:
+        with contextlib.suppress(sa.exc.NoInspectionAvailable):
+            tables.append(sa.inspect(mapper).local_table)
+    if isinstance(clause, sa.Table):
+        tables.append(clause)
+    elif isinstance(clause, sa.sql.dml.UpdateBase) and isinstance(clause.table, sa.Table):
+        tables.append(clause.table)
+    for table in tables:
+        metadata = getattr(table, "metadata", None)
+        key = metadata.info.get("bind_key") if metadata is not None else None
+        if key is not None:
+            return str(key)
+    return None
+
+
+class _FollowingEngines(Mapping[str | None, Engine]):
+    """Flask-SQLAlchemy's engines of one app; the default (``None``) is the request's target.
+
+    So ``db.engine`` and ``db.create_all()`` never connect to an inactive target.
+    """
+
+    def __init__(self, board: Switchboard, others: Mapping[str | None, Engine]) -> None:
+        self._board = board
+        self._others = {key: engine for key, engine in others.items() if key is not None}
+
+    def __getitem__(self, key: str | None) -> Engine:
+        return _pin(self._board)[2] if key is None else self._others[key]
+
+    def __iter__(self) -> Iterator[str | None]:
+        yield None
+        yield from self._others
+
+    def __len__(self) -> int:
+        return len(self._others) + 1
+
+
+def _follow(db: SQLAlchemy, app: Flask, board: Switchboard) -> None:
+    """Make ``db``'s default engine for ``app`` the request's target (once)."""
+    by_app: Any = db._app_engines  # Flask-SQLAlchemy 3.x keeps {app: {bind key: Engine}}
+    engines = by_app.get(app)
+    if engines is None or isinstance(engines, _FollowingEngines):
+        return
+    default = engines.get(None)
+    if default is not None:
+        default.dispose()  # Flask-SQLAlchemy's own engine: never connected, never used
+    by_app[app] = _FollowingEngines(board, engines)
+
+
+def _check_database_uri(app: Flask, board: Switchboard) -> None:
+    """SQLALCHEMY_DATABASE_URI: the default target's URL unless set; never another database."""
+    default_url = board.url_for(board.default_target)
+    uri = app.config.setdefault("SQLALCHEMY_DATABASE_URI", default_url)
+    if uri is None:
+        app.config["SQLALCHEMY_DATABASE_URI"] = default_url
+        return
+    text = uri.render_as_string(hide_password=False) if isinstance(uri, sa.URL) else str(uri)
+    if normalize_url(text, Path.cwd()) not in {t.url for t in board.targets.values()}:
+        raise ConfigError(
+            "SQLALCHEMY_DATABASE_URI names a database that is not a dbswap target; dbswap "
+            "decides the default bind, so leave it unset (dbswap sets the default target's "
+            "URL) or set it to one of the targets' DATABASE_URL_<NAME>"
+        )
+
+
+# -- the extension -------------------------------------------------------------
+
+
+class DBSwap:
+    """The dbswap extension: ``DBSwap(app, db=db)`` or ``swap.init_app(app, db=db)``.
+
+    ``board`` defaults to ``Switchboard.from_env()`` (one per app). With
+    ``authorize`` (a function of no arguments reading ``flask.request`` or
+    ``flask.session``; it must not read a switched database), the admin API
+    and page are registered under ``url_prefix``. The page's CSRF secret is
+    derived from ``SECRET_KEY`` unless ``csrf_secret`` is given, so every worker
+    of the app agrees.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        db: SQLAlchemy | None = None,
+        board: Switchboard | None = None,
+        authorize: Authorize | None = None,
+        csrf_secret: str | bytes | None = None,
+        trusted_origins: Iterable[str] = (),
+        login_url: str | None = None,
+        home_url: str = "/",
+        url_prefix: str | None = None,
+        switch_timeout: float = 3.0,
+        check_timeout: float = 1.0,
+    ) -> None:
+        self._board = board
+        self._authorize = authorize
+        self._csrf_secret = csrf_secret
+        self._trusted_origins = tuple(trusted_origins)
+        self._login_url = login_url
+        self._home_url = home_url
+        self._url_prefix = url_prefix
+        self._timeouts = (switch_timeout, check_timeout)
+        if app is not None:
+            self.init_app(app, db=db)
+
+    def init_app(self, app: Flask, db: SQLAlchemy | None = None) -> None:
+        if EXTENSION in app.extensions:
+            raise RuntimeError("dbswap is already initialised on this Flask app")
+        board = self._board if self._board is not None else Switchboard.from_env()
+        secret = self._csrf_secret
+        if secret is None and app.config.get("SECRET_KEY"):
+            key = app.config["SECRET_KEY"]
+            key = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+            secret = hashlib.sha256(b"dbswap-csrf\0" + key).digest()
+        core = AdminCore(
+            board,
+            csrf_secret=secret,
+            trusted_origins=self._trusted_origins,
+            switch_timeout=self._timeouts[0],
+            check_timeout=self._timeouts[1],
+        )
+        app.extensions[EXTENSION] = _AppState(
+            board, core, self._authorize, self._login_url, self._home_url
+        )
+        app.before_request(_pin_request)
+        app.teardown_request(_unpin_request)
+        self._init_db(app, board, db)
+        if self._authorize is not None:
+            app.register_blueprint(_admin_blueprint(), url_prefix=self._url_prefix)
+        app.cli.add_command(board_commands(board))
+
+    @staticmethod
+    def _init_db(app: Flask, board: Switchboard, db: SQLAlchemy | None) -> None:
+        registered = app.extensions.get("sqlalchemy")
+        if db is None:
+            db = registered
+        elif registered is None:
+            _check_database_uri(app, board)
+            db.init_app(app)
+        elif registered is not db:
+            raise RuntimeError("another SQLAlchemy instance is registered on this app")
+        if db is None:
+            return  # no Flask-SQLAlchemy: use board.sessionmaker() directly
+        session_class = getattr(db.session.session_factory, "class_", None)
+        if not (isinstance(session_class, type) and issubclass(session_class, Session)):
+            raise ConfigError(
+                "db.session does not follow dbswap: create the extension with "
+                'SQLAlchemy(session_options={"class_": dbswap.flask.Session})'
+            )
+        _follow(db, app, board)
+
+    @property
+    def board(self) -> Switchboard:
+        """The board given to the constructor, or the current app's."""
+        return self._board if self._board is not None else current_board()
+
+
+def _pin_request() -> None:
+    # The whole request uses the target active when it began (read-only mode included).
+    g.setdefault(_PIN, current_board()._pin(False))
+
+
+def _unpin_request(exc: BaseException | None) -> None:
+    g.pop(_PIN, None)
+
+
+# -- the admin blueprint ---------------------------------------------------------
+
+
+def _admin_blueprint() -> Blueprint:
+    blueprint = Blueprint("dbswap", __name__)
+    blueprint.add_url_rule("/api/admin/database", "status", _status_view, methods=["GET"])
+    blueprint.add_url_rule("/api/admin/database/switch", "switch", _switch_view, methods=["POST"])
+    blueprint.add_url_rule("/api/admin/database/history", "history", _history_view, methods=["GET"])
+    blueprint.add_url_rule("/admin/configuration", "configuration", _page_view, methods=["GET"])
+    return blueprint
+
+
+def _identify(state: _AppState) -> str:
+    if state.authorize is None:  # pragma: no cover - the blueprint needs authorize
+        raise Forbidden()
+    try:
+        value = state.authorize()
+    except HTTPException as exc:  # abort(401) / abort(403) in the app's authorize
+        status = exc.code if exc.code is not None and 400 <= exc.code < 500 else 403
+        raise AdminError(
+            state.board.mask(str(exc.description or exc.name)),
+            status=status,
+            code="not_authenticated" if status == 401 else "refused",
+        ) from None
+    return state.core.user_id(value)
+
+
+def _status_view() -> Response:
+    state = _state(current_app)
+    try:
+        _identify(state)
+    except AdminError as exc:
+        return _error(exc)
+    return _json(state.core.status())
+
+
+def _switch_view() -> Response:
+    state = _state(current_app)
+    try:
+        user = _identify(state)
+        state.core.check_csrf(_facts())
+        body = _read_body(MAX_BODY_BYTES + 1)
+        wanted = state.core.parse_switch(body, request.headers.get("Content-Type"))
+        result = state.core.switch(wanted, user)
+    except AdminError as exc:
+        return _error(exc)
+    return _json(result)
+
+
+def _history_view() -> Response:
+    state = _state(current_app)
+    try:
+        _identify(state)
+        payload = state.core.history(request.args.getlist("limit"))
+    except AdminError as exc:
+        return _error(exc)
+    return _json(payload)
+
+
+def _page_view() -> ResponseReturnValue:
+    state, core = _state(current_app), _state(current_app).core
+    nonce = secrets.token_urlsafe(16)
+    try:
+        user = _identify(state)
+    except AdminError as exc:
+        if exc.status == 401 and state.login_url is not None:
+            query = urlencode({"next": request.path})
+            return current_app.redirect(f"{state.login_url}?{query}", 303)
+        html = core.render_error_page(
+            exc.status, exc.message, script_nonce=nonce, home=state.home_url
+        )
+        return Response(
+            html, exc.status, headers=page_headers(nonce) | exc.headers, mimetype="text/html"
+        )
+    new_cookie, token = core.csrf.issue(request.cookies.get(COOKIE_NAME))
+    html = core.render_page(
+        user=user,
+        csrf_token=token,
+        urls={key: url_for(f"dbswap.{key}") for key in ("status", "switch", "history")},
+        script_nonce=nonce,
+        health=core.health(),
+        history=core.history(())["entries"],
+        home=state.home_url,
+    )
+    response = Response(html, headers=page_headers(nonce), mimetype="text/html")
+    if new_cookie is not None:
+        response.set_cookie(
+            COOKIE_NAME,
+            new_cookie,
+            httponly=True,
+            samesite="Strict",
+            secure=request.is_secure,
+            path="/",
+        )
+    return response
+
+
+def _facts() -> RequestFacts:
+    return RequestFacts(
+        origin=f"{request.scheme}://{request.host}",
+        headers=dict(request.headers.items()),
+        cookies=dict(request.cookies.items()),
+    )
+
+
+def _read_body(limit: int) -> bytes:
+    """At most ``limit`` bytes: a huge body is refused without holding it all in memory."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = request.stream.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
+def _json(payload: Mapping[str, Any], status: int = 200, **headers: str) -> Response:
+    return Response(
+        json.dumps(payload), status, headers=_NO_STORE | headers, mimetype="application/json"
+    )
+
+
+def _error(exc: AdminError) -> Response:
+    return _json(exc.body(), exc.status, **exc.headers)

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from shop import views
+
+urlpatterns = [
+    path("", include("dbswap.django.urls")),  # before admin.site.urls and its catch-all
+    path("admin/", admin.site.urls),
+    path("items", views.items),
+    path("items/add", views.add),
+    path("slow-add", views.slow_add),
+    path("async-items", views.async_items),
+    path("async-slow-add", views.async_slow_add),
+    path("raw-default", views.raw_default),
+    path("atomic-default", views.atomic_default),
+    path("atomic-routed", views.atomic_routed),
+]

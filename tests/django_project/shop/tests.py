@@ -1,0 +1,18 @@
+"""The app's own tests, as `manage.py test` runs them, with dbswap's router installed."""
+
+from __future__ import annotations
+
+from django.test import TestCase
+
+from .models import Item
+
+
+class ItemTests(TestCase):
+    def test_the_orm_works_on_the_test_database(self) -> None:
+        Item.objects.create(label="made-in-test")
+        self.assertEqual(list(Item.objects.values_list("label", flat=True)), ["made-in-test"])
+
+    def test_views_read_the_test_database(self) -> None:
+        Item.objects.create(label="seen-by-view")
+        response = self.client.get("/items")
+        self.assertEqual(response.json(), {"alias": "default", "labels": ["seen-by-view"]})

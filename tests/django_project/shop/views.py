@@ -1,0 +1,79 @@
+"""The app's views: they know nothing of dbswap except where a test needs to look."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from django.db import connection, transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+import dbswap
+import dbswap.django
+
+from .models import Item
+
+GATE = {"reached": threading.Event(), "release": threading.Event()}
+ASYNC_GATE: dict[str, Any] = {}
+
+
+def _labels() -> list[str]:
+    return list(Item.objects.values_list("label", flat=True))
+
+
+def items(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"alias": dbswap.django.current_alias(), "labels": _labels()})
+
+
+@csrf_exempt
+def add(request: HttpRequest) -> JsonResponse:
+    try:
+        Item.objects.create(label=request.POST["label"])
+    except dbswap.ReadOnlyTarget as exc:
+        return JsonResponse({"error": str(exc)}, status=409)
+    return JsonResponse({"alias": dbswap.django.current_alias()}, status=201)
+
+
+@csrf_exempt
+def slow_add(request: HttpRequest) -> JsonResponse:
+    seen = _labels()
+    GATE["reached"].set()
+    assert GATE["release"].wait(10)
+    Item.objects.create(label="written-in-flight")
+    return JsonResponse({"alias": dbswap.django.current_alias(), "seen": seen})
+
+
+async def async_items(request: HttpRequest) -> JsonResponse:
+    labels = [item.label async for item in Item.objects.all()]
+    return JsonResponse({"alias": dbswap.django.current_alias(), "labels": labels})
+
+
+@csrf_exempt
+async def async_slow_add(request: HttpRequest) -> JsonResponse:
+    seen = [item.label async for item in Item.objects.all()]
+    ASYNC_GATE["reached"].set()
+    await asyncio.wait_for(ASYNC_GATE["release"].wait(), 10)
+    await Item.objects.acreate(label="async-in-flight")
+    return JsonResponse({"alias": dbswap.django.current_alias(), "seen": seen})
+
+
+def raw_default(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:  # not routed: always "default"
+        cursor.execute("SELECT count(*) FROM items")
+        return JsonResponse({"count": cursor.fetchone()[0]})
+
+
+@csrf_exempt
+def atomic_default(request: HttpRequest) -> JsonResponse:
+    with transaction.atomic():  # no using=: a transaction on "default"
+        Item.objects.create(label="atomic")
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+def atomic_routed(request: HttpRequest) -> JsonResponse:
+    with dbswap.django.atomic():
+        Item.objects.create(label="atomic")
+    return JsonResponse({"alias": dbswap.django.current_alias()})
