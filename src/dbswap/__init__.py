@@ -24,9 +24,10 @@ from ._errors import (
     TargetUnavailable,
     UnknownTarget,
 )
+from ._health import Health
 from ._sessions import PinnedSession, RoutingEngine
 from ._state import State
-from ._switchboard import Health, Switchboard, SwitchResult
+from ._switchboard import Switchboard, SwitchResult
 from ._targets import Target
 
 __version__ = "0.1.0"

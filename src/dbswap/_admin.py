@@ -31,7 +31,8 @@ from ._errors import (
     TargetUnavailable,
     UnknownTarget,
 )
-from ._switchboard import PRODUCTION, Health, Switchboard
+from ._health import Health
+from ._switchboard import PRODUCTION, Switchboard
 
 logger = logging.getLogger("dbswap")
 

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from ._audit import AuditLog
-from ._engines import EngineCache, is_memory_sqlite
+from ._engines import EngineCache
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -33,6 +32,7 @@ from ._errors import (
     TargetUnavailable,
     UnknownTarget,
 )
+from ._health import Health, check_target
 from ._masking import mask_text
 from ._schema import AlembicGuard, SchemaGuard
 from ._sessions import PinnedSession, RoutingEngine, pinned_session_class
@@ -65,26 +65,6 @@ class SwitchResult:
     changed: bool = True
     user: str | None = None
     read_only: bool = False
-
-
-@dataclass(frozen=True)
-class Health:
-    """One target's health check: reachable or not, how fast, and why not (masked)."""
-
-    target: str
-    dialect: str
-    ok: bool
-    latency_ms: float | None = None
-    error: str | None = None
-    revisions: tuple[str, ...] | None = None  # the target's Alembic revision(s), if guarded
-    expected_revisions: tuple[str, ...] | None = None  # the code's head(s), if guarded
-
-    @property
-    def schema_ok(self) -> bool | None:
-        """True/False when a schema guard is configured and the target answered."""
-        if self.revisions is None or self.expected_revisions is None:
-            return None
-        return bool(self.revisions) and self.revisions == self.expected_revisions
 
 
 class Switchboard:
@@ -173,11 +153,8 @@ class Switchboard:
         base = Path(cwd) if cwd is not None else Path.cwd()
         env = read_environment(environ, base)
         state = env.get("DBSWAP_STATE", "file").strip() or "file"
-        if state.startswith(("redis://", "rediss://", "unix://")):
-            from ._redis_state import RedisStateStore
-
-            overrides.setdefault("store", RedisStateStore(state))
-        elif state != "file":
+        redis_state = state.startswith(("redis://", "rediss://", "unix://"))
+        if not redis_state and state != "file":
             raise ConfigError(
                 f"DBSWAP_STATE={mask_text(state)!r} is not supported; use 'file' (the default) "
                 "or a redis:// URL"
@@ -198,7 +175,17 @@ class Switchboard:
             ),
         }
         options.update(overrides)
-        return cls(discover_targets(env, base), **options)
+        targets = discover_targets(env, base)
+        if not redis_state or "store" in options:
+            return cls(targets, **options)
+        from ._redis_state import RedisStateStore
+
+        store = RedisStateStore(state)  # last: its listener thread must not outlive a bad config
+        try:
+            return cls(targets, store=store, **options)
+        except BaseException:
+            store.close()
+            raise
 
     # -- reading -------------------------------------------------------------
 
@@ -533,41 +520,8 @@ class Switchboard:
         return results
 
     def _check(self, target: Target, timeout: float, schema: bool) -> Health:
-        outcome: dict[str, Any] = {}
-        started = time.perf_counter()
         guard = self.schema_guard if schema else None
-
-        def probe() -> None:
-            try:
-                outcome["revisions"] = _probe(self._engines.sync(target), target, guard)
-                if guard is not None:
-                    outcome["expected"] = guard.code_heads()
-            except BaseException as exc:
-                outcome["error"] = exc
-
-        if is_memory_sqlite(target.sa_url):
-            probe()  # its database lives in this thread's connection: check that one
-            worker = None
-        else:
-            worker = threading.Thread(target=probe, name=f"dbswap-check-{target.name}", daemon=True)
-            worker.start()
-            worker.join(timeout)
-        latency = (time.perf_counter() - started) * 1000
-        if worker is not None and worker.is_alive():
-            error = f"no answer within {timeout:g} s"
-            return Health(target.name, target.dialect, False, None, error)
-        if "error" in outcome:
-            error = self.mask(_describe(outcome["error"], target))
-            return Health(target.name, target.dialect, False, None, error)
-        return Health(
-            target.name,
-            target.dialect,
-            True,
-            round(latency, 3),
-            None,
-            outcome.get("revisions"),
-            outcome.get("expected"),
-        )
+        return check_target(self._engines.sync(target), target, timeout, guard, self.mask)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -614,35 +568,6 @@ class _AuditCall:
             reason=reason,
             **self.extra,
         )
-
-
-def _probe(engine: Engine, target: Target, guard: SchemaGuard | None) -> tuple[str, ...] | None:
-    """Connect, run a trivial query that needs a real, readable database, read the revision."""
-    if target.is_sqlite:
-        database = target.sa_url.database or ""
-        on_disk = database not in ("", ":memory:") and not database.startswith("file:")
-        if on_disk and not os.path.isfile(database):
-            raise FileNotFoundError(f"SQLite file {database} does not exist")
-        query = "SELECT count(*) FROM sqlite_master"  # fails on a file that is not a database
-    else:
-        query = "SELECT 1"
-    with engine.connect() as conn:
-        conn.execute(text(query)).scalar()
-        return guard.database_heads(conn) if guard is not None else None
-
-
-def _describe(exc: BaseException, target: Target) -> str:
-    """A one-line reason, without the driver's stack; masked by the caller."""
-    if isinstance(exc, ModuleNotFoundError):
-        extra = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(
-            target.dialect, "all"
-        )
-        return f"its driver is not installed ({exc.name}); pip install 'dbswap[{extra}]'"
-    if isinstance(exc, FileNotFoundError):
-        return str(exc)
-    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    first_line = (str(original).strip().splitlines() or [""])[0]
-    return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
 
 
 def _as_targets(targets: Mapping[str, str | Target] | Iterable[Target]) -> dict[str, Target]:

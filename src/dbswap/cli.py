@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import click
 
 from ._errors import ConfigError, DBSwapError
+from ._health import Health
 from ._masking import mask_text
-from ._switchboard import PRODUCTION, Health, Switchboard
+from ._switchboard import PRODUCTION, Switchboard
 from .demo.cli import demo_command  # click and the core only; FastAPI is imported when it runs
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,0 +1,115 @@
+"""Health checks: can the target be reached and read, and at which schema revision?
+
+A check runs in a worker thread with a deadline (a hung server must not hang
+a switch), except for an in-memory SQLite database, which lives in the
+calling thread's connection. Errors become one masked line, never a stack.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from ._engines import is_memory_sqlite
+from ._schema import SchemaGuard
+from ._targets import Target
+
+
+@dataclass(frozen=True)
+class Health:
+    """One target's health check: reachable or not, how fast, and why not (masked)."""
+
+    target: str
+    dialect: str
+    ok: bool
+    latency_ms: float | None = None
+    error: str | None = None
+    revisions: tuple[str, ...] | None = None  # the target's Alembic revision(s), if guarded
+    expected_revisions: tuple[str, ...] | None = None  # the code's head(s), if guarded
+
+    @property
+    def schema_ok(self) -> bool | None:
+        """True/False when a schema guard is configured and the target answered."""
+        if self.revisions is None or self.expected_revisions is None:
+            return None
+        return bool(self.revisions) and self.revisions == self.expected_revisions
+
+
+def check_target(
+    engine: Engine,
+    target: Target,
+    timeout: float,
+    guard: SchemaGuard | None,
+    mask: Callable[[str], str],
+) -> Health:
+    """Connect, query and (with a guard) read the revisions, within ``timeout`` seconds."""
+    outcome: dict[str, Any] = {}
+    started = time.perf_counter()
+
+    def probe() -> None:
+        try:
+            outcome["revisions"] = _probe(engine, target, guard)
+            if guard is not None:
+                outcome["expected"] = guard.code_heads()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    if is_memory_sqlite(target.sa_url):
+        probe()  # its database lives in this thread's connection: check that one
+    else:
+        worker = threading.Thread(target=probe, name=f"dbswap-check-{target.name}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            return Health(
+                target.name, target.dialect, False, None, f"no answer within {timeout:g} s"
+            )
+    latency = (time.perf_counter() - started) * 1000
+    if "error" in outcome:
+        error = mask(_describe(outcome["error"], target))
+        return Health(target.name, target.dialect, False, None, error)
+    return Health(
+        target.name,
+        target.dialect,
+        True,
+        round(latency, 3),
+        None,
+        outcome.get("revisions"),
+        outcome.get("expected"),
+    )
+
+
+def _probe(engine: Engine, target: Target, guard: SchemaGuard | None) -> tuple[str, ...] | None:
+    """Connect, run a trivial query that needs a real, readable database, read the revision."""
+    if target.is_sqlite:
+        database = target.sa_url.database or ""
+        on_disk = database not in ("", ":memory:") and not database.startswith("file:")
+        if on_disk and not os.path.isfile(database):
+            raise FileNotFoundError(f"SQLite file {database} does not exist")
+        query = "SELECT count(*) FROM sqlite_master"  # fails on a file that is not a database
+    else:
+        query = "SELECT 1"
+    with engine.connect() as conn:
+        conn.execute(text(query)).scalar()
+        return guard.database_heads(conn) if guard is not None else None
+
+
+def _describe(exc: BaseException, target: Target) -> str:
+    """A one-line reason, without the driver's stack; masked by the caller."""
+    if isinstance(exc, ModuleNotFoundError):
+        extra = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(
+            target.dialect, "all"
+        )
+        return f"its driver is not installed ({exc.name}); pip install 'dbswap[{extra}]'"
+    if isinstance(exc, FileNotFoundError):
+        return str(exc)
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    first_line = (str(original).strip().splitlines() or [""])[0]
+    return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
