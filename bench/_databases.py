@@ -11,7 +11,9 @@ import os
 import sqlite3
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -22,6 +24,7 @@ PG_ADMIN = os.environ.get(
     "DBSWAP_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 SELECT_1 = sa.text("SELECT 1")
+REDIS = os.environ.get("DBSWAP_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 
 
 class Base(DeclarativeBase):
@@ -118,6 +121,21 @@ class Postgres:
         url = self._admin.url.set(database=database)
         return url.render_as_string(hide_password=False)
 
+    def sessions(self, urls: Iterable[str]) -> int | None:
+        """Connections opened so far to these databases (PostgreSQL 14+), or None.
+
+        The server flushes these counters lazily (at a backend's exit, else
+        about once a second while it works), so a difference is approximate.
+        """
+        names = [sa.make_url(url).database for url in urls]
+        query = sa.text("SELECT sum(sessions) FROM pg_stat_database WHERE datname = ANY(:n)")
+        try:
+            with self._admin.connect() as conn:
+                value = conn.scalar(query, {"n": names})
+        except sa.exc.DBAPIError:
+            return None
+        return None if value is None else int(value)
+
     def close(self) -> None:
         try:
             if self._created:
@@ -136,3 +154,51 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+FLEET_SCHEMA = (
+    "CREATE TABLE items (id INTEGER PRIMARY KEY, label VARCHAR(100))",
+    "CREATE TABLE hits (rid VARCHAR(60), pinned VARCHAR(40), pid INTEGER)",
+)
+
+
+def prepare_fleet(url: str, label: str) -> None:
+    """The tables ``tests/fleet_app.py`` uses; row 1 of ``items`` names the database."""
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in FLEET_SCHEMA:
+                conn.execute(sa.text(statement))
+            conn.execute(sa.text("INSERT INTO items VALUES (1, :label)"), {"label": label})
+    finally:
+        engine.dispose()
+
+
+def redis_missing(url: str = REDIS) -> str | None:
+    """Why the Redis rows cannot run (not loopback, no client, no answer), or None."""
+    host = urlsplit(url).hostname or "localhost"
+    if not url.startswith("redis://") or not _is_loopback(host):
+        return "DBSWAP_BENCH_REDIS must be a redis:// URL on loopback"
+    try:
+        import redis
+    except ImportError:
+        return "redis is not installed (the redis extra)"
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        return f"Redis unreachable ({type(exc).__name__})"
+    finally:
+        client.close()
+    return None
+
+
+def redis_forget(url: str, prefix: str) -> None:
+    """Delete the keys a RedisStateStore with ``prefix`` left behind."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.delete(f"{prefix}:state", f"{prefix}:lock")
+    finally:
+        client.close()

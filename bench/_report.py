@@ -3,6 +3,9 @@
 Every row compares dbswap (the *subject*) with a *baseline* measured in the
 same run; ``ratio`` is subject/baseline, so 1.0 means "costs the same" and
 lower is better. Absolute times are shown too, but the ratio is the figure.
+Rows in another ``unit`` say so: ``req/s`` (a throughput: there, higher is
+better) and ``count`` (e.g. failed requests: subject = how many, baseline =
+out of how many, ratio = the fraction).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Row:
     ok: bool | None = None
     note: str = ""
     skipped: str | None = None
+    unit: str = "s"  # of subject and baseline: "s", "req/s" or "count"
 
     @classmethod
     def of(
@@ -90,6 +94,14 @@ def fmt_time(seconds: float | None) -> str:
     return f"{seconds * 1e9:.0f} ns"
 
 
+def fmt_value(value: float | None, unit: str) -> str:
+    if unit == "s":
+        return fmt_time(value)
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.0f}" if unit == "count" else f"{value:,.0f} {unit}"
+
+
 def fmt_ratio(row: Row) -> str:
     if row.ratio is None:
         return "-"
@@ -104,9 +116,10 @@ def _cells(row: Row) -> list[str]:
     if row.skipped is not None:
         return [row.key, row.label, "-", "-", "skipped", "", "", row.skipped]
     met = "" if row.ok is None else ("yes" if row.ok else "NO")
-    baseline = f"{fmt_time(row.baseline)} {row.baseline_label}".strip()
+    baseline = f"{fmt_value(row.baseline, row.unit)} {row.baseline_label}".strip()
     best = "" if row.best is None else f"{row.best:.3f}"
-    cells = [row.key, row.label, fmt_time(row.subject), baseline, fmt_ratio(row), best]
+    subject = fmt_value(row.subject, row.unit)
+    cells = [row.key, row.label, subject, baseline, fmt_ratio(row), best]
     return [*cells, row.target, met]
 
 

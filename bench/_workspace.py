@@ -28,8 +28,16 @@ class Sizes:
     restarts: int  # restart-vs-switch trials
     timeline_seconds: float
     profile_sessions: int
+    fleet_clients: int  # keep-alive HTTP clients on the gunicorn fleet
+    fleet_rounds: int  # rounds of (steady, switching) phases
+    fleet_seconds: float  # one load phase
+    observers: int  # observer processes per state store
+    propagation_switches: int  # switches per state store
     targets: tuple[int, ...] = (2, 10, 50)
     threads: tuple[int, ...] = (1, 4, 16)
+    fleet_workers: int = 4  # gunicorn gthread workers...
+    fleet_threads: int = 8  # ...and threads per worker
+    propagation_spacing: float = 0.03  # seconds between two switches of one store
 
 
 FULL = Sizes(
@@ -42,6 +50,11 @@ FULL = Sizes(
     restarts=5,
     timeline_seconds=1.5,
     profile_sessions=5000,
+    fleet_clients=16,
+    fleet_rounds=2,
+    fleet_seconds=5.0,
+    observers=4,
+    propagation_switches=50,
 )
 QUICK = Sizes(
     rounds=3,
@@ -53,6 +66,11 @@ QUICK = Sizes(
     restarts=1,
     timeline_seconds=0.3,
     profile_sessions=100,
+    fleet_clients=4,
+    fleet_rounds=1,
+    fleet_seconds=0.75,
+    observers=1,
+    propagation_switches=6,
 )
 
 

@@ -16,10 +16,11 @@ import sqlalchemy
 
 import dbswap
 
-from . import hotpath, overhead, overhead_async, scaling, switching, timeline, web
+from . import fleet, hotpath, overhead, overhead_async, scaling, switching, timeline, web
 from ._databases import Postgres, fast_dir, fs_type
 from ._report import Report, Row, fmt_time, table, write
 from ._workspace import FULL, QUICK, Workspace
+from .hotpath import TOTAL_NS
 from .plot import plot
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,8 +32,9 @@ SUITES: dict[str, tuple[str, Callable[[Workspace], list[Row]]]] = {
     "switch": ("2: use() latency, in-process", switching.run),
     "http": ("2 + 3: HTTP switch latency, switch vs restart, HTTP timeline", web.run),
     "scaling": ("4: targets and threads", scaling.run),
-    "hotpath": ("hot path micro-benchmarks, profile, mmap vs stat", hotpath.run),
+    "hotpath": ("hot path: each step of a pinned session, in ns; profile", hotpath.run),
     "timeline": ("in-process latency around a switch (the plot)", timeline.run),
+    "fleet": ("gunicorn fleet under switching; propagation, file vs Redis", fleet.run),
 }
 
 
@@ -96,9 +98,10 @@ def run(selected: list[str], args: argparse.Namespace) -> Report:
             report.rows += SUITES[name][1](ws)
             _progress(f"  {name} took {time.perf_counter() - suite_started:.1f} s")
         report.notes += _notes(ws)
+        report.notes += _implied(report.rows, ws)
     finally:
         ws.close()
-    order = ["overhead", "switch", "restart", "scaling", "hotpath", "timeline"]
+    order = ["overhead", "switch", "restart", "scaling", "hotpath", "timeline", "fleet"]
     report.rows.sort(key=lambda row: order.index(row.suite) if row.suite in order else 99)
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
     report.meta["loadavg_end"] = _loadavg()
@@ -136,6 +139,21 @@ def _notes(ws: Workspace) -> list[str]:
                 f"{fmt_time(float(entry['cumulative_ns_per_session']) / 1e9)}"
             )
     return notes
+
+
+def _implied(rows: list[Row], ws: Workspace) -> list[str]:
+    """Cross-check: the overhead ratios implied by the hot path's ns per session."""
+    breakdown = ws.extra.get("breakdown_ns")
+    extra = breakdown.get(TOTAL_NS) if isinstance(breakdown, dict) else None
+    overhead = [r for r in rows if r.suite == "overhead" and r.baseline and r.ratio]
+    if not isinstance(extra, float) or not overhead:
+        return []
+    implied = ", ".join(
+        f"{r.key} {1 + extra / 1e9 / r.baseline:.4f} (measured {r.ratio:.3f})"
+        for r in overhead
+        if r.baseline is not None and r.ratio is not None
+    )
+    return [f"ratios implied by the hot path's {extra:,.0f} ns per session: {implied}"]
 
 
 def _meta(args: argparse.Namespace, selected: list[str]) -> dict[str, object]:

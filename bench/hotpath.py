@@ -1,11 +1,15 @@
 """The hot path, piece by piece: what one pinned session costs, in ns, and where it goes.
 
 Micro-benchmarks (interleaved like everything else) of each step a pinned
-session takes: ``os.stat`` of the state file, ``FileStateStore.current()``,
-``Switchboard.active``, ``Switchboard._pin``, a session's creation and
-``get_bind``; beside them, the prototypes of ``_proposal.py`` (a memory-mapped
-generation counter instead of the per-session ``stat()``, and a cached
-``_pin``). A cProfile run of real sessions is kept for the report too.
+session takes in the current code: the 8-byte read of the memory-mapped
+generation counter (``db-target.gen``) and ``time.monotonic()`` inside
+``FileStateStore.current()``, then ``Switchboard._pin()`` (its cached
+tuple), a PinnedSession's create+close and ``get_bind``. Beside them, for
+reference, the slow path ``current()`` takes once a second or after a
+switch (``os.stat`` of the state file, which every session paid before
+the counter). ``session.plain`` runs twice (A/A): the difference between
+its twins is the resolution of the ns figures. A cProfile run of real
+sessions is kept for the report too.
 """
 
 from __future__ import annotations
@@ -15,92 +19,71 @@ import io
 import os
 import pstats
 import statistics
+import time
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
 from dbswap import Switchboard
+from dbswap._state import FileStateStore
 
 from ._databases import Item, seed_engine, sqlite_file
 from ._measure import Batch, interleave, paired, timed_loop
-from ._proposal import MmapStateStore
 from ._report import Row
 from ._workspace import Workspace
-from .overhead import prime_state, proposal_board
+from .overhead import prime_state
 
 SUITE = "hotpath"
+TOTAL_NS = "per-session total, dbswap - plain"
 
 # key, label, subject variant, baseline variant, baseline label
 ROWS = (
-    ("h.stat", "os.stat(state file)", "stat", "session.plain", "plain Session() create+close"),
-    ("h.current", "FileStateStore.current()", "current", "stat", "os.stat"),
+    ("h.counter", "mmap counter read (8 bytes)", "counter", "stat", "os.stat(state file)"),
+    ("h.current", "FileStateStore.current(), counter unchanged", "current", "stat", "os.stat"),
+    (
+        "h.current.stat",
+        "current(), stat path (once a second, or after a switch)",
+        "current.stat",
+        "current",
+        "current() fast path",
+    ),
     ("h.current.nofile", "current(), no state file yet", "current.nofile", "current", "current()"),
     ("h.active", "Switchboard.active", "active", "current", "current()"),
-    ("h.pin", "Switchboard._pin()", "pin", "current", "current()"),
+    ("h.pin", "Switchboard._pin() (cached tuple)", "pin", "current", "current()"),
     ("h.get_bind", "PinnedSession.get_bind()", "get_bind.pinned", "get_bind.plain", "plain"),
     ("h.session", "PinnedSession() create+close", "session.pinned", "session.plain", "plain"),
-    ("h.mmap.read", "mmap counter read+compare", "mmap.read", "stat", "os.stat"),
-    ("h.mmap.current", "proposed MmapStateStore.current()", "mmap.current", "current", "current()"),
-    ("h.pin.proposed", "proposed _pin (mmap + cached)", "pin.proposed", "pin", "_pin()"),
-    (
-        "h.session.mmap-only",
-        "PinnedSession() create+close, mmap store only",
-        "session.mmap-only",
-        "session.plain",
-        "plain",
-    ),
-    (
-        "h.session.proposed",
-        "proposed PinnedSession() create+close",
-        "session.proposed",
-        "session.plain",
-        "plain",
-    ),
 )
 
 
 def run(ws: Workspace) -> list[Row]:
-    other = sqlite_file(ws.fast, "hot-other")
-    board = ws.board({"local": "sqlite://", "production": other}, "hot")
-    fresh = ws.board({"local": "sqlite://", "production": sqlite_file(ws.fast, "hot-b")}, "hot0")
-    fast = proposal_board(
-        ws, {"local": "sqlite://", "production": sqlite_file(ws.fast, "hot-c")}, "hot-proposed"
-    )
-    mmap_dir = ws.runtime_dir("hot-mmap")
-    mmap_only = ws.board_of(
-        Switchboard,
-        {"local": "sqlite://", "production": sqlite_file(ws.fast, "hot-d")},
-        "hot-mmap",
-        runtime_dir=mmap_dir,
-        store=MmapStateStore(mmap_dir),
-    )
-    for b in (board, fast, mmap_only):
-        seed_engine(b.engine_for("local"))
-        prime_state(b)
+    board = ws.board({"local": "sqlite://", "production": sqlite_file(ws.fast, "hot-b")}, "hot")
+    fresh = ws.board({"local": "sqlite://", "production": sqlite_file(ws.fast, "hot-c")}, "hot0")
+    seed_engine(board.engine_for("local"))
+    prime_state(board)
     engine = board.engine_for("local")
-    path = os.fspath(board.runtime_dir / "db-target.json")
-    store, fresh_store, mmap_store = board._store, fresh._store, fast._store
-    assert isinstance(mmap_store, MmapStateStore)  # for the type checker
-    stamp = mmap_store.counter.read()
-    counter = mmap_store.counter
+    store, fresh_store = _file_store(board), _file_store(fresh)
+    store.current()  # maps the counter
+    counter = store._counter
+    if counter is None:
+        raise RuntimeError(f"the generation counter could not be mapped in {board.runtime_dir}")
+    path = os.fspath(store.path)
     plain_open, pinned_open = Session(bind=engine), board.session_class()
     try:
         ops: dict[str, Callable[[], object]] = {
             "empty": lambda: None,
             "stat": lambda: os.stat(path),
+            "counter": counter.read,
+            "monotonic": time.monotonic,
             "current": store.current,
+            "current.stat": store._stat_current,
             "current.nofile": fresh_store.current,
             "active": lambda: board.active,
             "pin": lambda: board._pin(False),
             "get_bind.plain": plain_open.get_bind,
             "get_bind.pinned": pinned_open.get_bind,
             "session.plain": lambda: Session(bind=engine).close(),
+            "session.plain.twin": lambda: Session(bind=engine).close(),
             "session.pinned": lambda: board.session_class().close(),
-            "mmap.read": lambda: counter.read() == stamp,
-            "mmap.current": mmap_store.current,
-            "pin.proposed": lambda: fast._pin(False),
-            "session.proposed": lambda: fast.session_class().close(),
-            "session.mmap-only": lambda: mmap_only.session_class().close(),
         }
         variants: dict[str, Batch] = {name: timed_loop(op) for name, op in ops.items()}
         times = interleave(
@@ -111,11 +94,17 @@ def run(ws: Workspace) -> list[Row]:
     finally:
         plain_open.close()
         pinned_open.close()
-        counter.close()
-        assert isinstance(mmap_only._store, MmapStateStore)
-        mmap_only._store.counter.close()
+    floor = paired(times["session.plain.twin"], times["session.plain"])
+    aa = f"A/A {floor.ratio:.3f} [{floor.low:.3f}-{floor.high:.3f}]"
     rows = [
-        Row.of(SUITE, key, label, paired(times[subject], times[base]), base_label)
+        Row.of(
+            SUITE,
+            key,
+            label,
+            paired(times[subject], times[base]),
+            base_label,
+            note=aa if key == "h.session" else "",
+        )
         for key, label, subject, base, base_label in ROWS
     ]
     ws.extra["breakdown_ns"] = breakdown(times)
@@ -123,25 +112,37 @@ def run(ws: Workspace) -> list[Row]:
     return rows
 
 
+def _file_store(board: Switchboard) -> FileStateStore:
+    store = board._store
+    if not isinstance(store, FileStateStore):
+        raise TypeError(f"expected the file store, got {type(store).__name__}")
+    return store
+
+
 def breakdown(times: dict[str, list[float]]) -> dict[str, float]:
     """Where one pinned session's extra cost goes, in ns (medians; differences of medians)."""
     m = {name: statistics.median(values) * 1e9 for name, values in times.items()}
+    total = m["session.pinned"] - m["session.plain"]
+    pin = m["pin"] - m["empty"]
+    current = m["current"] - m["empty"]
+    counter = m["counter"] - m["empty"]
+    monotonic = m["monotonic"] - m["empty"]
     return {
         "harness loop + call (subtracted below)": m["empty"],
-        "per-session total, dbswap - plain": m["session.pinned"] - m["session.plain"],
-        "  os.stat syscall": m["stat"] - m["empty"],
-        "  FileStateStore.current() Python around stat": m["current"] - m["stat"],
-        "  _pin() beyond current() (_current, target, bind lookup)": m["pin"] - m["current"],
-        "  PinnedSession __init__/close beyond _pin()": (
-            m["session.pinned"] - m["session.plain"] - (m["pin"] - m["empty"])
-        ),
-        "no state file yet: current() extra (FileNotFoundError)": m["current.nofile"]
-        - m["current"],
+        TOTAL_NS: total,
+        "  Switchboard._pin()": pin,
+        "    FileStateStore.current()": current,
+        "      mmap counter read (8-byte slice)": counter,
+        "      time.monotonic()": monotonic,
+        "      the rest (attribute loads, tuple unpack, compares)": current - counter - monotonic,
+        "    _pin() beyond current() (gate, lock, cached-tuple checks)": pin - current,
+        "  PinnedSession __init__/close beyond _pin()": total - pin,
+        "A/A: plain twin - plain (resolution of these figures)": m["session.plain.twin"]
+        - m["session.plain"],
         "get_bind per statement, dbswap - plain": m["get_bind.pinned"] - m["get_bind.plain"],
-        "proposed per-session total, dbswap - plain": m["session.proposed"] - m["session.plain"],
-        "mmap store only (no stat), per-session total": m["session.mmap-only"] - m["session.plain"],
-        "proposed: mmap counter read (replaces the stat)": m["mmap.read"] - m["empty"],
-        "proposed: _pin() total": m["pin.proposed"] - m["empty"],
+        "once a second (or after a switch): current() stat path": m["current.stat"] - m["empty"],
+        "  of which os.stat (what every session paid before the counter)": m["stat"] - m["empty"],
+        "no state file yet: current() extra": m["current.nofile"] - m["current"],
     }
 
 
@@ -160,7 +161,7 @@ def profile(board: Switchboard, sessions: int) -> tuple[list[dict[str, object]],
     rows: list[dict[str, object]] = []
     for (filename, line, function), entry in stats.stats.items():  # type: ignore[attr-defined]
         calls, _, tottime, cumtime = entry[0], entry[1], entry[2], entry[3]
-        if "dbswap" in filename or "_proposal" in filename:
+        if "dbswap" in filename:
             rows.append(
                 {
                     "function": f"{os.path.basename(filename)}:{line}({function})",

@@ -7,8 +7,6 @@ it: the per-request pattern of a web app.
 
 Every row runs, in the same interleaved rounds, a second copy of its
 baseline: that A/A ratio (in the row's note) is the row's own noise floor.
-Rows marked ``.proposed`` run the prototype of the hot-path patch
-(``_proposal.py``) against its own plain baseline, in the same rounds too.
 Boards have committed a state before measuring, as in any app that has
 switched once; one row shows the cost before that, when there is no file.
 """
@@ -26,7 +24,6 @@ from dbswap import RoutingEngine, State, Switchboard
 
 from ._databases import SELECT_1, Item, seed, seed_engine, sqlite_file
 from ._measure import Batch, Ratio, interleave, paired, timed_loop
-from ._proposal import FastPinBoard, MmapStateStore
 from ._report import Row
 from ._workspace import Workspace
 
@@ -69,7 +66,7 @@ def compare(ws: Workspace, subject: Batch, baseline: Batch) -> Ratio:
 
 @dataclass
 class Case:
-    """One row: dbswap against a baseline, with an A/A twin, maybe with the proposal."""
+    """One row: dbswap against a baseline, with an A/A twin of the baseline."""
 
     key: str
     label: str
@@ -77,18 +74,15 @@ class Case:
     baseline: Batch
     twin: Batch  # the baseline again, through its own objects
     dbswap: Batch
-    proposed: tuple[Batch, Batch] | None = None  # (its plain baseline, proposed dbswap)
     note: str = ""
 
 
 def measure(ws: Workspace, case: Case) -> list[Row]:
     variants = {"baseline": case.baseline, "twin": case.twin, "dbswap": case.dbswap}
-    if case.proposed is not None:
-        variants["p-baseline"], variants["proposed"] = case.proposed
     times = interleave(variants, rounds=ws.sizes.rounds, batch_seconds=ws.sizes.batch_seconds)
     floor = paired(times["twin"], times["baseline"])
     note = f"A/A {floor.ratio:.3f} [{floor.low:.3f}-{floor.high:.3f}]"
-    rows = [
+    return [
         Row.of(
             SUITE,
             case.key,
@@ -99,18 +93,6 @@ def measure(ws: Workspace, case: Case) -> list[Row]:
             note=f"{note}; {case.note}" if case.note else note,
         )
     ]
-    if case.proposed is not None:
-        rows.append(
-            Row.of(
-                SUITE,
-                f"{case.key}.proposed",
-                "  same, with the proposed hot-path patch",
-                paired(times["proposed"], times["p-baseline"]),
-                case.baseline_label,
-                at_most=TARGET,
-            )
-        )
-    return rows
 
 
 def switched_once(board: Switchboard, other: str) -> None:
@@ -130,32 +112,20 @@ def prime_state(board: Switchboard) -> None:
     board._store.write(State(target=board.active, generation=1, switched_by="bench"))
 
 
-def proposal_board(ws: Workspace, urls: dict[str, str], name: str) -> FastPinBoard:
-    """A board running the prototype of the proposed patch (see ``_proposal.py``)."""
-    runtime_dir = ws.runtime_dir(name)
-    store = MmapStateStore(runtime_dir)
-    return ws.board_of(FastPinBoard, urls, name, runtime_dir=runtime_dir, store=store)
-
-
 def _sqlite_memory(ws: Workspace) -> list[Row]:
     # sqlite:// uses a SingletonThreadPool (one connection, and one database, per
     # thread): the cheapest query there is, so the largest relative overhead. Seeded
     # from this thread, which is the one that runs the benchmark.
-    def board(name: str, cls: type[Switchboard] = Switchboard) -> Switchboard:
+    def board(name: str) -> Switchboard:
         urls = {"local": "sqlite://", "production": sqlite_file(ws.fast, f"{name}-other")}
-        if cls is FastPinBoard:
-            made: Switchboard = proposal_board(ws, urls, name)
-        else:
-            made = ws.board(urls, name)
+        made = ws.board(urls, name)
         seed_engine(made.engine_for("local"))
         return made
 
-    current, proposed, fresh = board("mem"), board("mem-p", FastPinBoard), board("mem-fresh")
+    current, fresh = board("mem"), board("mem-fresh")
     prime_state(current)
-    prime_state(proposed)
-    engine, p_engine = current.engine_for("local"), proposed.engine_for("local")
+    engine = current.engine_for("local")
     plain = sessionmaker(bind=engine)
-    p_plain = orm_get(sessionmaker(bind=p_engine))
     rows = measure(
         ws,
         Case(
@@ -165,7 +135,6 @@ def _sqlite_memory(ws: Workspace) -> list[Row]:
             orm_get(plain),
             orm_get(sessionmaker(bind=engine)),
             orm_get(current.sessionmaker()),
-            (p_plain, orm_get(proposed.sessionmaker())),
         ),
     )
     fresh_engine = fresh.engine_for("local")
@@ -178,7 +147,7 @@ def _sqlite_memory(ws: Workspace) -> list[Row]:
             orm_get(sessionmaker(bind=fresh_engine)),
             orm_get(sessionmaker(bind=fresh_engine)),
             orm_get(fresh.sessionmaker()),
-            note="each pin's stat() raises FileNotFoundError",
+            note="no db-target.json yet: 'no state' is cached too; one failing stat() a second",
         ),
     )
     rows += measure(
@@ -190,7 +159,6 @@ def _sqlite_memory(ws: Workspace) -> list[Row]:
             core_select(engine),
             core_select(engine),
             core_select(current.engine),
-            (core_select(p_engine), core_select(proposed.engine)),
         ),
     )
     return rows
@@ -202,9 +170,7 @@ def _sqlite_file(ws: Workspace) -> list[Row]:
     seed(local)
     urls = {"local": local, "production": sqlite_file(ws.fast, "overhead-prod")}
     board = ws.board(urls, "overhead-file")
-    proposed = proposal_board(ws, urls, "overhead-file-p")
     switched_once(board, "production")
-    switched_once(proposed, "production")
     engine = board.engine_for("local")
     own = sa.create_engine(board.url_for("local"))  # an app without dbswap: no listener
     try:
@@ -217,10 +183,6 @@ def _sqlite_file(ws: Workspace) -> list[Row]:
                 orm_get(sessionmaker(bind=engine)),
                 orm_get(sessionmaker(bind=engine)),
                 orm_get(board.sessionmaker()),
-                (
-                    orm_get(sessionmaker(bind=proposed.engine_for("local"))),
-                    orm_get(proposed.sessionmaker()),
-                ),
             ),
         )
         rows += measure(
@@ -243,16 +205,13 @@ def _sqlite_file(ws: Workspace) -> list[Row]:
 def _postgres(ws: Workspace) -> list[Row]:
     keys = (
         ("1b.get.pg", "ORM get, PostgreSQL (psycopg)"),
-        ("1b.get.pg.proposed", "  same, with the proposed hot-path patch"),
         ("1c.core.pg", "Core SELECT 1 via board.engine, PostgreSQL"),
     )
     if ws.postgres is None:
         return [Row.skip(SUITE, key, label, ws.postgres_reason) for key, label in keys]
     urls = ws.pg_urls()
     board = ws.board(urls, "overhead-pg")
-    proposed = proposal_board(ws, urls, "overhead-pg-p")
     switched_once(board, "production")
-    switched_once(proposed, "production")
     engine = board.engine_for("local")
     rows = measure(
         ws,
@@ -263,17 +222,13 @@ def _postgres(ws: Workspace) -> list[Row]:
             orm_get(sessionmaker(bind=engine)),
             orm_get(sessionmaker(bind=engine)),
             orm_get(board.sessionmaker()),
-            (
-                orm_get(sessionmaker(bind=proposed.engine_for("local"))),
-                orm_get(proposed.sessionmaker()),
-            ),
         ),
     )
     rows += measure(
         ws,
         Case(
-            keys[2][0],
-            keys[2][1],
+            keys[1][0],
+            keys[1][1],
             "engine.connect()",
             core_select(engine),
             core_select(engine),

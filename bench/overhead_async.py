@@ -2,7 +2,7 @@
 
 Both sides use the same AsyncEngine (``board.async_engine_for(name)``); one
 event loop runs the whole suite, and every batch runs to completion on it.
-As in ``overhead``, each row has an A/A twin and a ``.proposed`` variant.
+As in ``overhead``, each row has an A/A twin of its baseline.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ._databases import Item, seed, sqlite_file
 from ._measure import Batch
 from ._report import Row
 from ._workspace import Workspace
-from .overhead import SUITE, Case, measure, proposal_board, switched_once
+from .overhead import SUITE, Case, measure, switched_once
 
 PLAIN = "plain async_sessionmaker, same engine"
 
@@ -32,8 +32,7 @@ def run(ws: Workspace) -> list[Row]:
         rows = _measure(ws, loop, urls, "1d.get.aiosqlite", "async ORM get, aiosqlite (tmpfs)")
         key, label = "1d.get.pg-async", "async ORM get, PostgreSQL (psycopg async)"
         if ws.postgres is None:
-            for k in (key, f"{key}.proposed"):
-                rows.append(Row.skip(SUITE, k, label, ws.postgres_reason))
+            rows.append(Row.skip(SUITE, key, label, ws.postgres_reason))
         else:
             rows += _measure(ws, loop, ws.pg_urls(), key, label)
         return rows
@@ -57,9 +56,7 @@ def _measure(
     ws: Workspace, loop: asyncio.AbstractEventLoop, urls: dict[str, str], key: str, label: str
 ) -> list[Row]:
     board = ws.board(urls, key)
-    proposed = proposal_board(ws, urls, f"{key}-p")
-    for each in (board, proposed):
-        switched_once(each, "production")
+    switched_once(board, "production")
 
     async def plain_on_this_loop(of: Switchboard) -> async_sessionmaker[AsyncSession]:
         return async_sessionmaker(bind=of.async_engine_for("local"))
@@ -67,7 +64,6 @@ def _measure(
     try:
         plain = loop.run_until_complete(plain_on_this_loop(board))
         twin = loop.run_until_complete(plain_on_this_loop(board))
-        p_plain = loop.run_until_complete(plain_on_this_loop(proposed))
         case = Case(
             key,
             label,
@@ -75,9 +71,7 @@ def _measure(
             aget(loop, plain),
             aget(loop, twin),
             aget(loop, board.async_sessionmaker()),
-            (aget(loop, p_plain), aget(loop, proposed.async_sessionmaker())),
         )
         return measure(ws, case)
     finally:
         loop.run_until_complete(board.adispose())
-        loop.run_until_complete(proposed.adispose())

@@ -1,7 +1,8 @@
 """The benchmarks still run: ``python -m bench --quick`` end to end, in a few seconds.
 
 Not a performance test: it checks that every expected row is there and that
-every ratio is a finite positive number, never that a target is met.
+every ratio is a finite positive number, never that a target is met. The
+exception is correctness: the fleet's failed and wrong-target counts are 0.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # bench/ lives beside src/, outside the installed package
 
-from bench._databases import Postgres  # noqa: E402
+from bench._databases import Postgres, redis_missing  # noqa: E402
+from bench._gunicorn import gunicorn_missing  # noqa: E402
 from bench._measure import median_interval, paired, percentile  # noqa: E402
 from bench._server import demo_missing  # noqa: E402
 from bench.cli import main  # noqa: E402
 
 POSTGRES_ROWS = {
     "1b.get.pg",
-    "1b.get.pg.proposed",
     "1c.core.pg",
     "1d.get.pg-async",
-    "1d.get.pg-async.proposed",
     "2.use.pg.p50",
     "2.use.pg.p99",
     "2.use-minus-check.pg.p99",
@@ -42,20 +42,21 @@ HTTP_ROWS = {
     "t.http.worst",
     "t.http.first",
 }
+FLEET_LOAD_ROWS = {"f.rps", "f.latency.p99", "f.failed", "f.wrong-target"}  # PG + gunicorn
+COUNT_ROWS = {"f.failed", "f.wrong-target"}  # subject: how many (must be 0); baseline: out of
+REDIS_ROWS = {"f.propagation.redis.p50", "f.propagation.redis.p99"}
 EXPECTED_ROWS = (
     POSTGRES_ROWS
     | HTTP_ROWS
+    | FLEET_LOAD_ROWS
+    | REDIS_ROWS
     | {
         "1a.get.sqlite-mem",
-        "1a.get.sqlite-mem.proposed",
         "1a.get.sqlite-mem.no-state",
         "1c.core.sqlite-mem",
-        "1c.core.sqlite-mem.proposed",
         "1a.get.sqlite-file",
-        "1a.get.sqlite-file.proposed",
         "1e.get.sqlite-file.own-engine",
         "1d.get.aiosqlite",
-        "1d.get.aiosqlite.proposed",
         "2.use.sqlite.p50",
         "2.use.sqlite.p99",
         "2.use-minus-check.sqlite.p99",
@@ -70,21 +71,19 @@ EXPECTED_ROWS = (
         "4.threads.1",
         "4.threads.4",
         "4.threads.16",
-        "h.stat",
+        "h.counter",
         "h.current",
+        "h.current.stat",
         "h.current.nofile",
         "h.active",
         "h.pin",
         "h.get_bind",
         "h.session",
-        "h.mmap.read",
-        "h.mmap.current",
-        "h.pin.proposed",
-        "h.session.mmap-only",
-        "h.session.proposed",
         "t.session.after",
         "t.session.worst",
         "t.session.first",
+        "f.propagation.file.p50",
+        "f.propagation.file.p99",
     }
 )
 
@@ -108,13 +107,20 @@ def test_quick_run_has_every_row_with_a_finite_positive_ratio(
     rows = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]
     keys = [row["key"] for row in rows]
     assert sorted(keys) == sorted(EXPECTED_ROWS)  # each once
-    may_skip = (set() if _postgres_reachable() else POSTGRES_ROWS) | (
+    may_skip = (set() if _postgres_reachable() else POSTGRES_ROWS | FLEET_LOAD_ROWS) | (
         HTTP_ROWS if demo_missing() else set()
+    )
+    may_skip |= (FLEET_LOAD_ROWS if gunicorn_missing() else set()) | (
+        REDIS_ROWS if redis_missing() else set()
     )
     for row in rows:
         assert row["key"] in printed
         if row["skipped"] is not None:
             assert row["key"] in may_skip, row
+            continue
+        if row["key"] in COUNT_ROWS:
+            assert row["unit"] == "count" and row["subject"] == 0 and row["ok"] is True, row
+            assert math.isfinite(row["baseline"]) and row["baseline"] > 0, row
             continue
         for field in ("ratio", "subject", "baseline"):
             value = row[field]
