@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -400,3 +401,37 @@ def test_a_switch_warms_the_asyncio_pool_of_the_new_target(
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
         loop.close()
+
+
+@pytest.mark.postgres
+def test_retire_grace_keeps_a_pool_for_a_quick_switch_back_then_closes_it(
+    pg_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    urls = {"local": pg_url("local"), "production": pg_url("production")}
+    seed(urls["local"], ["l"])
+    seed(urls["production"], ["p"])
+    local_db = sa.make_url(urls["local"]).database
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt", retire_grace=0.5)
+    make = board.sessionmaker()
+    with make() as s:
+        assert read_labels(s) == ["l"]
+        first_connection = s.connection().connection.dbapi_connection
+    board.use("production")
+    assert pg_connections(local_db) == 1  # kept during the grace
+    board.use("local")  # back within the grace: the same pooled connection
+    with make() as s:
+        assert s.connection().connection.dbapi_connection is first_connection
+    board.use("production")
+    deadline = time.monotonic() + 5
+    while pg_connections(local_db) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pg_connections(local_db) == 0  # closed once the grace is over
+    board.dispose()
+
+
+def test_retire_grace_from_the_environment_must_be_a_number(tmp_path: Path) -> None:
+    env = {"DATABASE_URL_LOCAL": "sqlite:///l.db", "DBSWAP_RETIRE_GRACE": "soon"}
+    with pytest.raises(ConfigError, match="DBSWAP_RETIRE_GRACE must be a number"):
+        Switchboard.from_env(env, cwd=tmp_path)
+    board = Switchboard.from_env(env | {"DBSWAP_RETIRE_GRACE": "2.5"}, cwd=tmp_path)
+    assert board._engines.retire_grace == 2.5

@@ -105,8 +105,15 @@ def is_memory_sqlite(url: URL) -> bool:
 class EngineCache:
     """Engines keyed by target name; safe to use from many threads."""
 
-    def __init__(self, engine_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, engine_options: Mapping[str, Any] | None = None, retire_grace: float = 0.0
+    ) -> None:
         self._options = dict(engine_options or {})
+        # Seconds a target's pool survives being switched away from, for fleets that switch
+        # back and forth quickly; 0 closes its connections at once (the default).
+        self.retire_grace = retire_grace
+        self._retire_lock = threading.Lock()
+        self._retire_timers: dict[str, threading.Timer] = {}
         self._lock = threading.Lock()
         self._sync: dict[str, Engine] = {}
         self._async: dict[str, AsyncEngine] = {}
@@ -232,8 +239,24 @@ class EngineCache:
                 record.invalidate()
 
     def retire(self, name: str) -> None:
-        """The target is no longer active: release its idle connections now."""
-        self._retired.add(name)
+        """The target is no longer active: release its connections (after the grace, if any)."""
+        if self.retire_grace <= 0:
+            self._retire_now(name, None)
+            return
+        with self._retire_lock:
+            if name in self._retired or name in self._retire_timers:
+                return
+            timer = threading.Timer(self.retire_grace, lambda: self._retire_now(name, timer))
+            timer.daemon = True
+            self._retire_timers[name] = timer
+        timer.start()
+
+    def _retire_now(self, name: str, timer: threading.Timer | None) -> None:
+        with self._retire_lock:
+            if timer is not None and self._retire_timers.get(name) is not timer:
+                return  # switched back to it meanwhile
+            self._retire_timers.pop(name, None)
+            self._retired.add(name)
         engine = self._sync.get(name)
         if engine is not None and not is_memory_sqlite(engine.url):
             engine.dispose()  # a fresh pool; connections in use close on check-in
@@ -253,7 +276,11 @@ class EngineCache:
         return busy
 
     def activate(self, name: str) -> None:
-        self._retired.discard(name)
+        with self._retire_lock:
+            timer = self._retire_timers.pop(name, None)
+            self._retired.discard(name)
+        if timer is not None:
+            timer.cancel()
 
     def _dispose_async_later(self, name: str, engine: AsyncEngine) -> None:
         """Close idle asyncio connections on the loop that owns them."""
@@ -291,6 +318,8 @@ class EngineCache:
         for async_engine in self._async.values():
             async_engine.sync_engine.dispose(close=False)
         self._lock = threading.Lock()
+        self._retire_lock = threading.Lock()
+        self._retire_timers.clear()  # the parent's timer threads do not exist here
         self._sync.clear()
         self._async.clear()
         self._loops.clear()

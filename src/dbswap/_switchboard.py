@@ -86,6 +86,7 @@ class Switchboard:
         engine_options: Mapping[str, Any] | None = None,
         read_only_targets: Iterable[str] = (),
         alembic_config: str | os.PathLike[str] | None = None,
+        retire_grace: float = 0.0,
     ) -> None:
         self._targets = _as_targets(targets)
         if not self._targets:
@@ -120,7 +121,9 @@ class Switchboard:
         self._store: StateStore = store or FileStateStore(self.runtime_dir)
         self._secrets = tuple(s for t in self._targets.values() for s in t.secrets)
         self._audit = AuditLog(self.runtime_dir, self._secrets)
-        self._engines = EngineCache(engine_options)
+        if not retire_grace >= 0:
+            raise ConfigError(f"retire_grace must be >= 0 seconds, not {retire_grace!r}")
+        self._engines = EngineCache(engine_options, retire_grace)
         self._callbacks: list[SwitchCallback] = []
         # (state last seen, target it resolved to, read-only?): one tuple, swapped atomically.
         self._seen: tuple[State | object | None, str, bool] = (
@@ -168,6 +171,7 @@ class Switchboard:
             "read_only_targets": [
                 name for name in env.get("DBSWAP_READONLY", "").split(",") if name.strip()
             ],
+            "retire_grace": _seconds(env, "DBSWAP_RETIRE_GRACE"),
             "alembic_config": (
                 base / env["DBSWAP_ALEMBIC_CONFIG"].strip()
                 if env.get("DBSWAP_ALEMBIC_CONFIG", "").strip()
@@ -568,6 +572,14 @@ class _AuditCall:
             reason=reason,
             **self.extra,
         )
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name, "").strip()
+    try:
+        return float(raw) if raw else 0.0
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
 
 
 def _as_targets(targets: Mapping[str, str | Target] | Iterable[Target]) -> dict[str, Target]:
