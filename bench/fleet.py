@@ -16,6 +16,7 @@ Propagation: ``bench._propagation`` (observer processes polling
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 import sqlalchemy as sa
@@ -36,6 +37,7 @@ LOAD_KEYS = (
     ("f.failed", "failed requests (all phases)"),
     ("f.wrong-target", "wrong-target responses (label != pinned)"),
 )
+RETIRE_GRACE = 2.0
 STORES = {"file": "file store (runtime dir)", "redis": "Redis store (pub/sub)"}
 
 
@@ -47,6 +49,15 @@ def run(ws: Workspace) -> list[Row]:
         missing = gunicorn_missing()
     if missing is None:
         rows = _load(ws, urls)
+        # The same load with a retire grace: the pools survive the quick switches back.
+        with_grace = _load(ws, urls, RETIRE_GRACE)[0]
+        rows.append(
+            dataclasses.replace(
+                with_grace,
+                key="f.rps.grace",
+                label=f"same, DBSWAP_RETIRE_GRACE={RETIRE_GRACE:g} (pools kept {RETIRE_GRACE:g} s)",
+            )
+        )
     else:
         rows = [Row.skip(SUITE, key, label, missing) for key, label in LOAD_KEYS]
     return rows + _propagation_rows(ws, urls, what)
@@ -63,10 +74,11 @@ def _databases(ws: Workspace) -> tuple[dict[str, str], str]:
     return urls, "PostgreSQL"
 
 
-def _load(ws: Workspace, urls: dict[str, str]) -> list[Row]:
+def _load(ws: Workspace, urls: dict[str, str], retire_grace: float = 0.0) -> list[Row]:
     sizes = ws.sizes
     env = {f"DATABASE_URL_{name.upper()}": url for name, url in urls.items()}
-    env["DBSWAP_RUNTIME_DIR"] = str(ws.runtime_dir("fleet"))
+    env["DBSWAP_RUNTIME_DIR"] = str(ws.runtime_dir(f"fleet-{retire_grace:g}"))
+    env["DBSWAP_RETIRE_GRACE"] = str(retire_grace)
     server = Gunicorn(ws.disk / "fleet", env, sizes.fleet_workers, sizes.fleet_threads)
     rounds: list[tuple[Phase, Phase]] = []
     connections: dict[bool, list[float]] = {False: [], True: []}  # new connections per second
