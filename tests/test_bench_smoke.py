@@ -42,7 +42,7 @@ HTTP_ROWS = {
     "t.http.worst",
     "t.http.first",
 }
-FLEET_LOAD_ROWS = {"f.rps", "f.latency.p99", "f.failed", "f.wrong-target"}  # PG + gunicorn
+FLEET_LOAD_ROWS = {"f.rps", "f.rps.grace", "f.latency.p99", "f.failed", "f.wrong-target"}
 COUNT_ROWS = {"f.failed", "f.wrong-target"}  # subject: how many (must be 0); baseline: out of
 REDIS_ROWS = {"f.propagation.redis.p50", "f.propagation.redis.p99"}
 EXPECTED_ROWS = (
