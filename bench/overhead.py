@@ -206,6 +206,7 @@ def _postgres(ws: Workspace) -> list[Row]:
     keys = (
         ("1b.get.pg", "ORM get, PostgreSQL (psycopg)"),
         ("1c.core.pg", "Core SELECT 1 via board.engine, PostgreSQL"),
+        ("1f.get.pg.read-only", "ORM get, PostgreSQL, read-only switch"),
     )
     if ws.postgres is None:
         return [Row.skip(SUITE, key, label, ws.postgres_reason) for key, label in keys]
@@ -235,4 +236,32 @@ def _postgres(ws: Workspace) -> list[Row]:
             core_select(board.engine),
         ),
     )
+    rows += _postgres_read_only(ws, urls)
     return rows
+
+
+def _postgres_read_only(ws: Workspace, urls: dict[str, str]) -> list[Row]:
+    """A read-only switch against an engine whose connections the server already makes read-only.
+
+    Its own board, so no writable session shares (and flips) the pooled connections.
+    """
+    board = ws.board(urls, "overhead-pg-ro")
+    board.use("production", user="bench")
+    board.use("local", user="bench", read_only=True)
+    options = {"options": "-c default_transaction_read_only=on"}
+    own = sa.create_engine(board.url_for("local"), connect_args=options)
+    try:
+        return measure(
+            ws,
+            Case(
+                "1f.get.pg.read-only",
+                "ORM get, PostgreSQL, read-only switch",
+                "plain sessionmaker, read-only connections",
+                orm_get(sessionmaker(bind=own)),
+                orm_get(sessionmaker(bind=own)),
+                orm_get(board.sessionmaker()),
+                note="the server enforces both; dbswap's mode listener runs at each checkout",
+            ),
+        )
+    finally:
+        own.dispose()

@@ -28,6 +28,7 @@ from bench.cli import main  # noqa: E402
 POSTGRES_ROWS = {
     "1b.get.pg",
     "1c.core.pg",
+    "1f.get.pg.read-only",
     "1d.get.pg-async",
     "2.use.pg.p50",
     "2.use.pg.p99",
