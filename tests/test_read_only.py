@@ -237,3 +237,18 @@ def test_readonly_env_naming_an_unknown_target_is_a_config_error(tmp_path: Path)
         Switchboard.from_env(env, cwd=tmp_path)
     ok = Switchboard.from_env(env | {"DBSWAP_READONLY": "production"}, cwd=tmp_path)
     assert ok.read_only_targets == {"production"}
+
+
+def test_a_plain_connection_after_a_read_only_session_is_writable(
+    board: Switchboard, urls: dict[str, str]
+) -> None:
+    """The mode a session asks for never leaks to other checkouts of the same thread."""
+    board.use("production", read_only=True)
+    with board.sessionmaker()() as s:
+        s.execute(sa.select(Item.id)).all()
+        s.execute(sa.select(Item.label)).all()  # asks again: no checkout follows
+    with board.engine_for("production").begin() as conn:
+        conn.execute(sa.text("INSERT INTO items (id, label) VALUES (90, 'plain-write')"))
+    assert labels(urls["production"])[-1] == "plain-write"
+    with board.engine.begin() as conn, pytest.raises(ReadOnlyTarget):  # board.engine follows
+        conn.execute(sa.text("DELETE FROM items"))

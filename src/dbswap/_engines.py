@@ -6,13 +6,13 @@ its idle pooled connections are closed at once, and each connection still in
 use is closed when its session gives it back, so nothing stays open to an
 inactive database. Switching back un-retires it and reuses the engine.
 
-Read-only sessions use the same pool through an engine with the
-``dbswap_read_only`` execution option. The first time a target is used
-read-only, two listeners are installed on its engine: one puts each
-connection in the server's own read-only mode when a read-only session checks
-it out (and back when a writable one does: the mode is remembered in the
-connection's ``info``, so the statement runs only when the mode changes), and
-one turns the server's refusal into ``ReadOnlyTarget``. Targets never used
+Read-only and writable sessions share one pool. The first time a target is
+used read-only, two listeners are installed on its engine: a pool ``checkout``
+listener puts each connection in the server's own read-only mode when the
+session checking it out wants it (``WANT_READ_ONLY``, set by the session just
+before), and back when a writable one does: the mode is remembered in the
+connection's ``info``, so the statement runs only when the mode changes. The
+other turns the server's refusal into ``ReadOnlyTarget``. Targets never used
 read-only pay nothing.
 """
 
@@ -21,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import os
 import threading
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
@@ -62,7 +63,14 @@ def _connect_args(url: URL) -> dict[str, Any]:
     return {}
 
 
-READ_ONLY_OPTION = "dbswap_read_only"
+READ_ONLY_OPTION = "dbswap_read_only"  # key of a pooled connection's mode in its info
+# The mode the next checkout must give its connection: set by a pinned session when
+# SQLAlchemy asks it for its bind (it connects right after), consumed by the checkout,
+# cleared when a read-only session closes; otherwise writable. A contextvar, so threads
+# and asyncio tasks (greenlets) never see each other's.
+WANT_READ_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "dbswap_want_read_only", default=False
+)
 
 # (enter read-only, leave read-only) per backend: the server enforces it, not SQL parsing.
 _MODE_SQL = {
@@ -129,12 +137,9 @@ class EngineCache:
         key = (target.name, is_async, read_only)
         engine = self._binds.get(key)
         if engine is None:
-            base = self.async_(target).sync_engine if is_async else self.sync(target)
+            engine = self.async_(target).sync_engine if is_async else self.sync(target)
             if read_only:
-                self._enforce_read_only(base, target)
-                engine = base.execution_options(**{READ_ONLY_OPTION: True})
-            else:
-                engine = base
+                self._enforce_read_only(engine, target)
             self._binds[key] = engine
         return engine
 
@@ -146,13 +151,13 @@ class EngineCache:
             enter, leave = _MODE_SQL[target.dialect]
             needs_commit = target.dialect != "sqlite"
 
-            @event.listens_for(engine, "engine_connect")
-            def _set_mode(conn: Connection) -> None:
-                want = bool(conn.get_execution_options().get(READ_ONLY_OPTION))
-                info = conn.connection.info
-                if info.get(READ_ONLY_OPTION, False) is want:
+            @event.listens_for(engine, "checkout")
+            def _set_mode(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+                want = WANT_READ_ONLY.get()
+                if want:
+                    WANT_READ_ONLY.set(False)  # consumed: a later plain checkout is writable
+                if record.info.get(READ_ONLY_OPTION, False) is want:
                     return
-                dbapi_connection: Any = conn.connection.dbapi_connection
                 cursor = dbapi_connection.cursor()
                 try:
                     cursor.execute(enter if want else leave)
@@ -160,12 +165,14 @@ class EngineCache:
                     cursor.close()
                 if needs_commit:  # the SET must not stay inside an implicit transaction
                     dbapi_connection.commit()
-                info[READ_ONLY_OPTION] = want
+                record.info[READ_ONLY_OPTION] = want
 
             @event.listens_for(engine, "handle_error")
             def _read_only_error(context: ExceptionContext) -> BaseException | None:
                 conn = context.connection
-                if conn is None or not conn.get_execution_options().get(READ_ONLY_OPTION):
+                if conn is None or conn.invalidated or conn.closed:
+                    return None
+                if not conn.connection.info.get(READ_ONLY_OPTION):
                     return None
                 if _is_read_only_refusal(context.original_exception):
                     return ReadOnlyTarget(target.name)

@@ -12,11 +12,14 @@ stays where it began.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
+
+from ._engines import WANT_READ_ONLY
 
 if TYPE_CHECKING:
     from ._switchboard import Switchboard
@@ -58,16 +61,24 @@ class PinnedSession(Session):
         self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any
     ) -> Any:
         if bind is None and not self._dbswap_explicit:
-            return self._dbswap_engine or self._dbswap_pin()
+            engine = self._dbswap_engine or self._dbswap_pin()
+            # SQLAlchemy connects right after asking (execute, flush, connection()): tell the
+            # pool's checkout which mode this session's connection must have.
+            WANT_READ_ONLY.set(self.dbswap_read_only)
+            return engine
         return super().get_bind(mapper, clause=clause, bind=bind, **kw)
 
     def close(self) -> None:
         super().close()
         self._dbswap_engine = None  # the next transaction may follow a switch
+        if self.dbswap_read_only:
+            WANT_READ_ONLY.set(False)
 
     def reset(self) -> None:
         super().reset()
         self._dbswap_engine = None
+        if self.dbswap_read_only:
+            WANT_READ_ONLY.set(False)
 
 
 def pinned_session_class(board: Switchboard, *, is_async: bool = False) -> type[PinnedSession]:
@@ -100,10 +111,20 @@ class RoutingEngine:
         return self._board._pin(False)[2]
 
     def connect(self) -> Connection:
-        return self._board._pin(False)[2].connect()
+        _, read_only, engine = self._board._pin(False)
+        if read_only is WANT_READ_ONLY.get():
+            return engine.connect()  # the usual case: nothing to tell the checkout
+        token = WANT_READ_ONLY.set(read_only)
+        try:
+            return engine.connect()
+        finally:
+            WANT_READ_ONLY.reset(token)
 
-    def begin(self) -> AbstractContextManager[Connection]:
-        return self._board._pin(False)[2].begin()
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection in a transaction, committed at the end (as ``Engine.begin()``)."""
+        with self.connect() as conn, conn.begin():
+            yield conn
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.current, name)
