@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -356,6 +357,34 @@ def test_connections_to_the_inactive_target_drop_to_zero(
     assert pg_connections(dbs["local"]) == 0
     assert pg_connections(dbs["production"]) >= 1
     board.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_from_before_a_switch_back_closes_when_given_back(
+    pg_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Switched away and back while a session was open: its connection belongs to a pool the
+    switch discarded, so it must close on check-in, not linger until garbage collection."""
+    urls = {"local": pg_url("local"), "production": pg_url("production")}
+    seed(urls["local"], ["l"])
+    local_db = sa.make_url(urls["local"]).database
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    make = board.sessionmaker()
+    gc.disable()  # the discarded pool would close it on collection: prove it needs none
+    try:
+        in_flight = make()
+        assert read_labels(in_flight) == ["l"]
+        board.use("production")
+        board.use("local")
+        assert pg_connections(local_db) == 2  # the in-flight one and the health check's
+        in_flight.close()
+        assert pg_connections(local_db) == 1
+        with make() as s:
+            assert read_labels(s) == ["l"]
+        assert pg_connections(local_db) == 1  # the new pool's one connection, reused
+    finally:
+        gc.enable()
+        board.dispose()
 
 
 def test_in_memory_sqlite_targets_survive_switching(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ def _connect_args(url: URL) -> dict[str, Any]:
     return {}
 
 
+_POOL_KEY = "dbswap_pool"  # id of the pool a connection was opened by, in its info
 READ_ONLY_OPTION = "dbswap_read_only"  # key of a pooled connection's mode in its info
 # The mode the next checkout must give its connection: set by a pinned session when
 # SQLAlchemy asks it for its bind (it connects right after), consumed by the checkout,
@@ -240,9 +241,17 @@ class EngineCache:
             return  # closing the connection would lose the database itself
         retired = self._retired
 
+        @event.listens_for(engine, "connect")
+        def _remember_pool(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            record.info[_POOL_KEY] = id(engine.pool)
+
         @event.listens_for(engine, "checkin")
         def _close_if_retired(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-            if name in retired and dbapi_connection is not None:
+            # Also close it if its pool was discarded by a retire the target has since come
+            # back from: given back to that orphan pool, it would stay open until collected.
+            if dbapi_connection is not None and (
+                name in retired or record.info.get(_POOL_KEY) != id(engine.pool)
+            ):
                 record.invalidate()
 
     def retire(self, name: str) -> None:
