@@ -36,6 +36,9 @@ def test_drain_waits_for_in_flight_sessions_then_waiters_use_the_new_target(
     board: Switchboard, urls: dict[str, str]
 ) -> None:
     make = board.sessionmaker()
+    for _ in range(3):  # a running app: new sessions take the inline fast path
+        with make() as s:
+            s.execute(READ)
     in_flight = make()
     in_flight.execute(READ)  # holds a local connection: a transaction in progress
     results: dict[str, object] = {}

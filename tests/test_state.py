@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +128,29 @@ def test_switching_to_the_default_from_a_fresh_dir_is_a_no_op(board: Switchboard
     result = board.use("local")
     assert not result.changed and result.generation == 0
     assert not state_file(board).exists()
+
+
+def test_a_state_replaced_without_its_counter_bump_is_followed_within_revalidate(
+    board: Switchboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-edited file, or a writer killed between replace and bump: no bump comes, so
+    sessions rely on the periodic stat(), even on their inline fast path."""
+    monkeypatch.setattr("dbswap._state.REVALIDATE", 0.2)
+    make = board.sessionmaker()
+    board.use("production")
+    with make() as s:
+        s.get_bind()
+        assert s.dbswap_target == "production"
+    counter = (board.runtime_dir / "db-target.gen").read_bytes()
+    edited = board.runtime_dir / "edited.json"
+    edited.write_text(State("local", 7, switched_by="an editor").to_json())
+    edited.replace(state_file(board))
+    assert (board.runtime_dir / "db-target.gen").read_bytes() == counter  # no bump
+    started = time.monotonic()
+    while True:
+        with make() as s:
+            if s.dbswap_target == "local":
+                break
+        assert time.monotonic() - started < 2.0, "the edited state was never followed"
+        time.sleep(0.01)
+    assert board.active == "local"

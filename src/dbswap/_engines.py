@@ -25,7 +25,7 @@ import contextvars
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -131,6 +131,7 @@ class EngineCache:
         # (name, is_async, read_only) -> the Engine a pinned session binds to
         self._binds: dict[tuple[str, bool, bool], Engine] = {}
         self.epoch = 0  # grows whenever engines handed out before may no longer be used
+        self.on_new_epoch: Callable[[], None] | None = None  # the board drops its fast pins
         _live_caches.add(self)
 
     def bind(self, target: Target, is_async: bool, read_only: bool) -> Engine:
@@ -325,7 +326,12 @@ class EngineCache:
         self._async.clear()
         self._loops.clear()
         self._binds = {k: v for k, v in self._binds.items() if not k[1]}
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
         self.epoch += 1
+        if self.on_new_epoch is not None:
+            self.on_new_epoch()
 
     def _forget_after_fork(self) -> None:
         # A child must never use its parent's pooled sockets: start empty.
@@ -340,7 +346,7 @@ class EngineCache:
         self._async.clear()
         self._loops.clear()
         self._binds.clear()
-        self.epoch += 1
+        self._new_epoch()
 
 
 async def _warm(engine: AsyncEngine) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._errors import ConfigError, SwitchLocked
 from ._masking import mask_url
-from ._state import State, StateUnreadable
+from ._state import Signal, State, StateUnreadable
 
 logger = logging.getLogger("dbswap")
 
@@ -83,6 +84,8 @@ class RedisStateStore:
         self.poll_interval = poll_interval
         self.lease = lease
         self._cached: State | None = None
+        self._version = bytearray(8)  # bumped after each change of _cached: see signal()
+        self._version_lock = threading.Lock()
         self._reachable = True
         self._thread_lock = threading.Lock()
         self._token: str | None = None
@@ -101,6 +104,17 @@ class RedisStateStore:
     def current(self) -> State | None:
         return self._cached
 
+    def signal(self) -> tuple[Signal, float] | None:
+        return self._version, math.inf  # the listener keeps _cached fresh: no deadline
+
+    def _cache(self, state: State | None) -> None:
+        if state == self._cached:
+            return  # a poll that found nothing new must not look like a change
+        self._cached = state
+        with self._version_lock:
+            value = int.from_bytes(self._version, "little") + 1
+            self._version[:] = value.to_bytes(8, "little")
+
     def read(self) -> State | None:
         try:
             return self._refresh(strict=True)
@@ -111,7 +125,7 @@ class RedisStateStore:
         raw = self._client.get(self._state_key)
         self._set_reachable(True)
         state = self._parse(raw) if raw is not None else None
-        self._cached = state
+        self._cache(state)
         if strict and raw is not None and state is None:
             raise StateUnreadable(self._state_key)
         return state
@@ -128,7 +142,7 @@ class RedisStateStore:
         state = self._parse(raw)
         cached = self._cached
         if state is not None and (cached is None or state.generation > cached.generation):
-            self._cached = state
+            self._cache(state)
 
     def _set_reachable(self, reachable: bool, error: BaseException | None = None) -> None:
         if reachable == self._reachable:
@@ -236,7 +250,7 @@ class RedisStateStore:
                 f"the switch took longer than the lock's lease ({self.lease:g} s) and "
                 "another switch may have started; nothing was written, try again"
             )
-        self._cached = state
+        self._cache(state)
 
     def _unreachable_error(self) -> SwitchLocked:
         self._set_reachable(False)
@@ -256,6 +270,7 @@ class RedisStateStore:
     def _restart_after_fork(self) -> None:
         # The parent's listener thread does not exist in the child; the pool reconnects itself.
         self._thread_lock = threading.Lock()
+        self._version_lock = threading.Lock()
         if not self._stop.is_set():
             self._start_listener()
 

@@ -14,15 +14,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from ._engines import WANT_READ_ONLY
+from ._state import Signal
 
 if TYPE_CHECKING:
     from ._switchboard import Switchboard
+
+Pin = tuple[str, bool, Engine]  # (target, read-only, engine)
+FastPin = tuple[Signal, bytes | bytearray, float, Pin]  # see Switchboard._set_fast
 
 
 class PinnedSession(Session):
@@ -35,6 +40,7 @@ class PinnedSession(Session):
 
     _dbswap_board: ClassVar[Switchboard]
     _dbswap_async: ClassVar[bool] = False
+    _dbswap_fast: ClassVar[FastPin | None] = None
     # Defaults on the class: a pinned session writes only what pinning sets.
     _dbswap_explicit = False
     _dbswap_engine: Engine | None = None
@@ -42,14 +48,20 @@ class PinnedSession(Session):
     dbswap_read_only = False
 
     def __init__(self, bind: Any = None, **kw: Any) -> None:
-        if isinstance(bind, RoutingEngine):
+        if bind is not None and isinstance(bind, RoutingEngine):
             bind = None  # board.engine means "follow the board": that is what pinning does
-        super().__init__(bind=bind, **kw)
         if bind is None and not kw.get("binds"):
-            self.dbswap_target, self.dbswap_read_only, self._dbswap_engine = (
-                self._dbswap_board._pin(self._dbswap_async)
-            )
+            # The hot path, inline (every call here costs): the board's fast pin when fresh.
+            fast = self._dbswap_fast
+            if fast is not None and fast[0][:8] == fast[1] and monotonic() < fast[2]:
+                self.dbswap_target, self.dbswap_read_only, self._dbswap_engine = fast[3]
+            else:
+                self.dbswap_target, self.dbswap_read_only, self._dbswap_engine = (
+                    self._dbswap_board._pin(self._dbswap_async)
+                )
+            super().__init__(**kw)
         else:
+            super().__init__(bind=bind, **kw)
             self._dbswap_explicit = True
 
     def _dbswap_pin(self) -> Engine:
@@ -64,7 +76,10 @@ class PinnedSession(Session):
             engine = self._dbswap_engine or self._dbswap_pin()
             # SQLAlchemy connects right after asking (execute, flush, connection()): tell the
             # pool's checkout which mode this session's connection must have.
-            WANT_READ_ONLY.set(self.dbswap_read_only)
+            if self.dbswap_read_only:
+                WANT_READ_ONLY.set(True)
+            elif WANT_READ_ONLY.get():
+                WANT_READ_ONLY.set(False)
             return engine
         return super().get_bind(mapper, clause=clause, bind=bind, **kw)
 
@@ -104,6 +119,7 @@ class RoutingEngine:
 
     def __init__(self, board: Switchboard) -> None:
         self._board = board
+        self._fast: FastPin | None = None  # set by the board: see Switchboard._set_fast
 
     @property
     def current(self) -> Engine:
@@ -111,7 +127,11 @@ class RoutingEngine:
         return self._board._pin(False)[2]
 
     def connect(self) -> Connection:
-        _, read_only, engine = self._board._pin(False)
+        fast = self._fast
+        if fast is not None and fast[0][:8] == fast[1] and monotonic() < fast[2]:
+            _, read_only, engine = fast[3]
+        else:
+            _, read_only, engine = self._board._pin(False)
         if read_only is WANT_READ_ONLY.get():
             return engine.connect()  # the usual case: nothing to tell the checkout
         token = WANT_READ_ONLY.set(read_only)

@@ -87,11 +87,22 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+Signal = mmap.mmap | bytearray  # see StateStore.signal()
+
+
 class StateStore(Protocol):
     """Where the active target lives. The file store is the default."""
 
     def current(self) -> State | None:
         """The committed state, cheaply; None when missing or unreadable."""
+
+    def signal(self) -> tuple[Signal, float] | None:
+        """What lets a caller skip ``current()``: (buffer, monotonic deadline).
+
+        The buffer's first 8 bytes change whenever ``current()`` may return
+        something new; until the deadline, a state read after the bytes is
+        still current while they are unchanged. None: call ``current()``.
+        """
 
     def lock(self, timeout: float) -> contextlib.AbstractContextManager[None]:
         """Serialise switches across threads and processes."""
@@ -125,6 +136,10 @@ class GenerationCounter:
             self._map = mmap.mmap(fd, self.SIZE)
         finally:
             os.close(fd)
+
+    @property
+    def buffer(self) -> mmap.mmap:
+        return self._map
 
     def read(self) -> bytes:
         return self._map[: self.SIZE]
@@ -161,6 +176,10 @@ class FileStateStore:
         counter, self._counter = self._counter, None
         if counter is not None:
             counter.close()
+
+    def signal(self) -> tuple[Signal, float] | None:
+        counter = self._counter or self._open_counter()
+        return None if counter is None else (counter.buffer, self._fast[1] + REVALIDATE)
 
     def current(self) -> State | None:
         counter = self._counter or self._open_counter()

@@ -35,7 +35,7 @@ from ._errors import (
 from ._health import Health, check_target
 from ._masking import mask_text
 from ._schema import AlembicGuard, SchemaGuard
-from ._sessions import PinnedSession, RoutingEngine, pinned_session_class
+from ._sessions import FastPin, PinnedSession, RoutingEngine, pinned_session_class
 from ._state import FileStateStore, State, StateStore, StateUnreadable, utc_now
 from ._targets import (
     Target,
@@ -124,6 +124,7 @@ class Switchboard:
         if not retire_grace >= 0:
             raise ConfigError(f"retire_grace must be >= 0 seconds, not {retire_grace!r}")
         self._engines = EngineCache(engine_options, retire_grace)
+        self._engines.on_new_epoch = self._drop_fast
         self._callbacks: list[SwitchCallback] = []
         # (state last seen, target it resolved to, read-only?): one tuple, swapped atomically.
         self._seen: tuple[State | object | None, str, bool] = (
@@ -266,23 +267,51 @@ class Switchboard:
     # -- the hot path --------------------------------------------------------
 
     def _pin(self, is_async: bool) -> tuple[str, bool, Engine]:
-        """(target, read-only, engine) for a new session; one counter read when warm."""
+        """(target, read-only, engine) for a new session.
+
+        The slow path: sessions and ``board.engine`` first try their fast pin
+        (see ``_set_fast``), and come here when it is stale or absent.
+        """
         if self._gate is not None:
             self._wait_for_gate()
         if self.production_lock:
             name, read_only = self._current()
             return name, read_only, self._engines.bind(self._targets[name], is_async, read_only)
+        signal = self._store.signal()
+        stamp = signal[0][:8] if signal is not None else b""  # read before the state
         state = self._store.current()
         known, epoch, pinned = self._pinned[is_async]
-        if known is state and epoch == self._engines.epoch and pinned is not None:
-            return pinned
-        epoch = self._engines.epoch
-        seen_state, name, read_only = self._seen
-        if seen_state is not state:
-            name, read_only = self._observe(state)
-        pinned = (name, read_only, self._engines.bind(self._targets[name], is_async, read_only))
-        self._pinned[is_async] = (state, epoch, pinned)  # keyed by what it was computed from
+        if not (known is state and epoch == self._engines.epoch and pinned is not None):
+            epoch = self._engines.epoch
+            seen_state, name, read_only = self._seen
+            if seen_state is not state:
+                name, read_only = self._observe(state)
+            pinned = (name, read_only, self._engines.bind(self._targets[name], is_async, read_only))
+            self._pinned[is_async] = (state, epoch, pinned)  # keyed by what it was computed from
+        if signal is not None and epoch == self._engines.epoch:
+            self._set_fast(is_async, (signal[0], stamp, signal[1], pinned))
+            if self._gate is not None:  # a drain began meanwhile: its sessions must wait
+                self._drop_fast()
         return pinned
+
+    def _set_fast(self, is_async: bool, fast: FastPin | None) -> None:
+        """Give the session class (and, for sync, ``board.engine``) a pin they check inline.
+
+        ``(buffer, stamp, deadline, pinned)``: while the buffer still starts with
+        ``stamp`` and the deadline has not passed, ``pinned`` is what ``_pin``
+        would return. Checking that takes one 8-byte compare and a clock read,
+        with no call into the board: the hot path of every session.
+        """
+        if is_async:
+            self._async_session_class._dbswap_fast = fast
+        else:
+            self.session_class._dbswap_fast = fast
+            self.engine._fast = fast
+
+    def _drop_fast(self) -> None:
+        """Send every new session through ``_pin`` (a drain, new engines, closing)."""
+        self._set_fast(False, None)
+        self._set_fast(True, None)
 
     def _observe(self, state: State | None) -> tuple[str, bool]:
         """Resolve a newly seen state to (target, read-only) and follow it."""
@@ -488,6 +517,7 @@ class Switchboard:
         gate = threading.Event()
         self._gate_timeout = drain_timeout + 1.0  # waiters never hang, even if we fail
         self._gate = gate
+        self._drop_fast()
         try:
             deadline = time.monotonic() + drain_timeout
             while (in_flight := self._engines.in_use(previous)) and time.monotonic() < deadline:
@@ -540,6 +570,7 @@ class Switchboard:
 
     def close(self) -> None:
         """Dispose of the engines and stop the state store's background work."""
+        self._drop_fast()  # it may hold the store's memory map
         self._engines.dispose()
         self._store.close()
 
