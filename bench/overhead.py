@@ -241,27 +241,24 @@ def _postgres(ws: Workspace) -> list[Row]:
 
 
 def _postgres_read_only(ws: Workspace, urls: dict[str, str]) -> list[Row]:
-    """A read-only switch against an engine whose connections the server already makes read-only.
+    """A read-only switch: pinned sessions against plain ones on the same read-only engine.
 
-    Its own board, so no writable session shares (and flips) the pooled connections.
+    Read-only sessions have a pool of their own, whose connections dbswap makes
+    read-only when they open; both sides use it, as rows 1a-1c share an engine.
     """
     board = ws.board(urls, "overhead-pg-ro")
     board.use("production", user="bench")
     board.use("local", user="bench", read_only=True)
-    options = {"options": "-c default_transaction_read_only=on"}
-    own = sa.create_engine(board.url_for("local"), connect_args=options)
-    try:
-        return measure(
-            ws,
-            Case(
-                "1f.get.pg.read-only",
-                "ORM get, PostgreSQL, read-only switch",
-                "plain sessionmaker, read-only connections",
-                orm_get(sessionmaker(bind=own)),
-                orm_get(sessionmaker(bind=own)),
-                orm_get(board.sessionmaker()),
-                note="the server enforces both; dbswap's mode listener runs at each checkout",
-            ),
-        )
-    finally:
-        own.dispose()
+    engine = board._engines.sync(board.targets["local"], read_only=True)
+    return measure(
+        ws,
+        Case(
+            "1f.get.pg.read-only",
+            "ORM get, PostgreSQL, read-only switch",
+            "plain sessionmaker, same read-only engine",
+            orm_get(sessionmaker(bind=engine)),
+            orm_get(sessionmaker(bind=engine)),
+            orm_get(board.sessionmaker()),
+            note="the server enforces it; dbswap sets the mode once per new connection",
+        ),
+    )

@@ -77,6 +77,7 @@ EXPECTED_ROWS = (
         "h.current.stat",
         "h.current.nofile",
         "h.active",
+        "h.fast",
         "h.pin",
         "h.get_bind",
         "h.session",

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from dbhelpers import labels, seed
+from dbhelpers import labels, pg_connections, seed
 from dbswap import ConfigError, ReadOnlyTarget, Switchboard
 
 
@@ -98,28 +98,54 @@ def test_every_kind_of_write_is_refused_by_the_server(
     inspector_engine.dispose()
 
 
-def test_switching_to_writable_accepts_writes_on_the_same_pool(
+def test_each_mode_has_its_own_pool_and_a_mode_switch_releases_the_other(
     board: Switchboard, urls: dict[str, str]
 ) -> None:
+    """The server's read-only mode is set once per connection, in a pool of its own: a
+    pooled connection can never carry one mode into a session of the other."""
     board.use("production", read_only=True)
     make = board.sessionmaker()
     with make() as s:
         s.execute(sa.select(Item.id)).all()
         read_only_connection = s.connection().connection.dbapi_connection
-    pool = board.engine_for("production").pool
+    read_only_pool = board._engines.sync(board.targets["production"], read_only=True).pool
+    assert read_only_pool.checkedin() >= 1
     result = board.use("production", read_only=False)  # same target, new mode: a real switch
     assert result.changed and result.generation == 2 and not board.read_only
+    assert read_only_pool.checkedin() == 0  # released: its idle connections are closed
     with make() as s:
         s.add(Item(id=60, label="now-allowed"))
         s.commit()
-        assert s.connection().connection.dbapi_connection is read_only_connection
-    assert board.engine_for("production").pool is pool
+        assert s.connection().connection.dbapi_connection is not read_only_connection
     assert labels(urls["production"])[-1] == "now-allowed"
-    # and back: the same pooled connection refuses again
-    board.use("production", read_only=True)
+    writable_pool = board.engine_for("production").pool
+    board.use("production", read_only=True)  # and back: refused again
+    assert writable_pool.checkedin() == 0
     with make() as s, pytest.raises(ReadOnlyTarget):
         s.execute(sa.text("DELETE FROM items"))
     assert labels(urls["production"])[-1] == "now-allowed"
+
+
+@pytest.mark.postgres
+def test_a_mode_switch_leaves_no_connection_of_the_other_mode_open(
+    pg_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    urls = {"local": pg_url("local"), "production": pg_url("production")}
+    seed(urls["production"], ["prod-1"])
+    database = sa.make_url(urls["production"]).database
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    make = board.sessionmaker()
+    try:
+        for read_only in (True, False, True, False):
+            board.use("production", read_only=read_only)
+            with make() as s:
+                s.execute(sa.select(Item.id)).all()
+            with make() as s:
+                modes = s.execute(sa.text("SHOW transaction_read_only")).scalar()
+                assert modes == ("on" if read_only else "off")
+            assert pg_connections(database) == 1  # the active mode's one pooled connection
+    finally:
+        board.dispose()
 
 
 def test_pinning_holds_across_a_mode_change_in_both_directions(
@@ -252,3 +278,17 @@ def test_a_plain_connection_after_a_read_only_session_is_writable(
     assert labels(urls["production"])[-1] == "plain-write"
     with board.engine.begin() as conn, pytest.raises(ReadOnlyTarget):  # board.engine follows
         conn.execute(sa.text("DELETE FROM items"))
+
+
+def test_read_only_on_a_private_in_memory_sqlite_is_refused_clearly(
+    tmp_path: Path, sqlite_url: Callable[[str], str]
+) -> None:
+    """Its database lives in one connection per thread: a read-only pool would see another."""
+    urls = {"local": "sqlite://", "production": sqlite_url("production")}
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    with pytest.raises(ConfigError, match="private in-memory SQLite"):
+        board.use("local", read_only=True)
+    assert board.active == "local" and not board.read_only
+    assert board.history(1)[0]["outcome"] == "refused"
+    with pytest.raises(ConfigError, match=r"DBSWAP_READONLY: .*private in-memory SQLite"):
+        Switchboard(urls, runtime_dir=tmp_path / "rt2", read_only_targets=["local"])

@@ -1,4 +1,4 @@
-"""One Engine (and, on demand, one AsyncEngine) per target URL, created lazily.
+"""Engines per target and mode, created lazily: one Engine (and, on demand, one AsyncEngine).
 
 Creating an engine opens no connection; the first session or health check
 does. When the board switches away from a target, that target is *retired*:
@@ -6,14 +6,12 @@ its idle pooled connections are closed at once, and each connection still in
 use is closed when its session gives it back, so nothing stays open to an
 inactive database. Switching back un-retires it and reuses the engine.
 
-Read-only and writable sessions share one pool. The first time a target is
-used read-only, two listeners are installed on its engine: a pool ``checkout``
-listener puts each connection in the server's own read-only mode when the
-session checking it out wants it (``WANT_READ_ONLY``, set by the session just
-before), and back when a writable one does: the mode is remembered in the
-connection's ``info``, so the statement runs only when the mode changes. The
-other turns the server's refusal into ``ReadOnlyTarget``. Targets never used
-read-only pay nothing.
+A target used read-only gets a second engine with its own pool, whose
+connections are put in the server's own read-only mode once, when they are
+opened; its errors that are the server's refusal become ``ReadOnlyTarget``.
+So a pooled connection never carries one mode into a session of the other,
+and no session of either mode pays anything per checkout. Switching the
+active target from one mode to the other releases the old mode's pool.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import contextvars
 import os
 import threading
 import weakref
@@ -33,7 +30,7 @@ from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 
-from ._errors import ReadOnlyTarget
+from ._errors import ConfigError, ReadOnlyTarget
 from ._targets import Target
 
 CONNECT_TIMEOUT = 10  # seconds; the health check has its own, shorter, deadline
@@ -64,15 +61,6 @@ def _connect_args(url: URL) -> dict[str, Any]:
 
 
 _POOL_KEY = "dbswap_pool"  # id of the pool a connection was opened by, in its info
-READ_ONLY_OPTION = "dbswap_read_only"  # key of a pooled connection's mode in its info
-# The mode the next checkout must give its connection: set by a pinned session when
-# SQLAlchemy asks it for its bind (it connects right after), consumed by the checkout,
-# cleared when a read-only session closes; otherwise writable. A contextvar, so threads
-# and asyncio tasks (greenlets) never see each other's.
-WANT_READ_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "dbswap_want_read_only", default=False
-)
-
 # (enter read-only, leave read-only) per backend: the server enforces it, not SQL parsing.
 _MODE_SQL = {
     "postgresql": (
@@ -111,8 +99,11 @@ def is_memory_sqlite(url: URL) -> bool:
     )
 
 
+Key = tuple[str, bool]  # (target name, read-only?)
+
+
 class EngineCache:
-    """Engines keyed by target name; safe to use from many threads."""
+    """Engines keyed by target name and mode; safe to use from many threads."""
 
     def __init__(
         self, engine_options: Mapping[str, Any] | None = None, retire_grace: float = 0.0
@@ -124,8 +115,8 @@ class EngineCache:
         self._retire_lock = threading.Lock()
         self._retire_timers: dict[str, threading.Timer] = {}
         self._lock = threading.Lock()
-        self._sync: dict[str, Engine] = {}
-        self._async: dict[str, AsyncEngine] = {}
+        self._sync: dict[Key, Engine] = {}
+        self._async: dict[Key, AsyncEngine] = {}
         self._loops: dict[str, weakref.ReferenceType[asyncio.AbstractEventLoop]] = {}
         self._retired: set[str] = set()
         # (name, is_async, read_only) -> the Engine a pinned session binds to
@@ -135,80 +126,57 @@ class EngineCache:
         _live_caches.add(self)
 
     def bind(self, target: Target, is_async: bool, read_only: bool) -> Engine:
-        """The Engine a pinned session uses (the hot path: one dict lookup when warm)."""
+        """The Engine a pinned session uses (one dict lookup when warm)."""
         key = (target.name, is_async, read_only)
         engine = self._binds.get(key)
         if engine is None:
-            engine = self.async_(target).sync_engine if is_async else self.sync(target)
-            if read_only:
-                self._enforce_read_only(engine, target)
+            if is_async:
+                engine = self.async_(target, read_only=read_only).sync_engine
+            else:
+                engine = self.sync(target, read_only)
             self._binds[key] = engine
         return engine
 
-    def _enforce_read_only(self, engine: Engine, target: Target) -> None:
-        with self._lock:
-            if engine.__dict__.get("_dbswap_enforced"):
-                return
-            engine.__dict__["_dbswap_enforced"] = True
-            enter, leave = _MODE_SQL[target.dialect]
-            needs_commit = target.dialect != "sqlite"
-
-            @event.listens_for(engine, "checkout")
-            def _set_mode(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-                want = WANT_READ_ONLY.get()
-                if want:
-                    WANT_READ_ONLY.set(False)  # consumed: a later plain checkout is writable
-                if record.info.get(READ_ONLY_OPTION, False) is want:
-                    return
-                cursor = dbapi_connection.cursor()
-                try:
-                    cursor.execute(enter if want else leave)
-                finally:
-                    cursor.close()
-                if needs_commit:  # the SET must not stay inside an implicit transaction
-                    dbapi_connection.commit()
-                record.info[READ_ONLY_OPTION] = want
-
-            @event.listens_for(engine, "handle_error")
-            def _read_only_error(context: ExceptionContext) -> BaseException | None:
-                conn = context.connection
-                if conn is None or conn.invalidated or conn.closed:
-                    return None
-                if not conn.connection.info.get(READ_ONLY_OPTION):
-                    return None
-                if _is_read_only_refusal(context.original_exception):
-                    return ReadOnlyTarget(target.name)
-                return None
-
-    def sync(self, target: Target) -> Engine:
-        engine = self._sync.get(target.name)
+    def sync(self, target: Target, read_only: bool = False) -> Engine:
+        key = (target.name, read_only)
+        engine = self._sync.get(key)
         if engine is None:
             with self._lock:
-                engine = self._sync.get(target.name)
+                engine = self._sync.get(key)
                 if engine is None:
-                    engine = self._sync[target.name] = self._create(target)
+                    engine = self._sync[key] = self._create(target, read_only)
         return engine
 
-    def async_(self, target: Target, loop: asyncio.AbstractEventLoop | None = None) -> AsyncEngine:
-        engine = self._async.get(target.name)
+    def async_(
+        self,
+        target: Target,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        read_only: bool = False,
+    ) -> AsyncEngine:
+        key = (target.name, read_only)
+        engine = self._async.get(key)
         if engine is None:
             with self._lock:
-                engine = self._async.get(target.name)
+                engine = self._async.get(key)
                 if engine is None:
+                    _refuse_private_memory(target, read_only)
                     url = async_url(target.sa_url)
                     engine = create_async_engine(
                         url, connect_args=_connect_args(url), **self._options
                     )
-                    self._watch_checkins(engine.sync_engine, target.name)
+                    self._prepare(engine.sync_engine, target, read_only)
                     if loop is None:
                         with contextlib.suppress(RuntimeError):
                             loop = asyncio.get_running_loop()
                     if loop is not None:
                         self._loops[target.name] = weakref.ref(loop)
-                    self._async[target.name] = engine
+                    self._async[key] = engine
         return engine
 
-    def warm_async(self, target: Target) -> concurrent.futures.Future[None] | None:
+    def warm_async(
+        self, target: Target, read_only: bool = False
+    ) -> concurrent.futures.Future[None] | None:
         """If the app uses asyncio sessions, open one pooled connection to ``target`` on its loop.
 
         The health check runs on the sync engine; without this, the first async
@@ -221,26 +189,29 @@ class EngineCache:
         with contextlib.suppress(RuntimeError):
             if asyncio.get_running_loop() is loop:
                 return None  # called on the loop itself: cannot wait for it here
-        engine = self.async_(target, loop)
+        engine = self.async_(target, loop, read_only=read_only)
         return asyncio.run_coroutine_threadsafe(_warm(engine), loop)
 
     def created(self, name: str) -> bool:
-        return name in self._sync or name in self._async
+        return any(key[0] == name for key in [*self._sync, *self._async])
 
-    def _create(self, target: Target) -> Engine:
+    def _create(self, target: Target, read_only: bool) -> Engine:
+        _refuse_private_memory(target, read_only)
         url = target.sa_url
         options = dict(self._options)
         if is_memory_sqlite(url) and url.database not in (None, "", ":memory:"):
             # a shared-cache memory URI: name the pool SQLAlchemy used to pick on its own
             options.setdefault("poolclass", SingletonThreadPool)
         engine = create_engine(url, connect_args=_connect_args(url), **options)
-        self._watch_checkins(engine, target.name)
+        self._prepare(engine, target, read_only)
         return engine
 
-    def _watch_checkins(self, engine: Engine, name: str) -> None:
+    def _prepare(self, engine: Engine, target: Target, read_only: bool) -> None:
+        if read_only:
+            _make_read_only(engine, target)
         if is_memory_sqlite(engine.url):
-            return  # closing the connection would lose the database itself
-        retired = self._retired
+            return  # closing a connection would lose the database itself
+        name, retired = target.name, self._retired
 
         @event.listens_for(engine, "connect")
         def _remember_pool(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
@@ -274,22 +245,26 @@ class EngineCache:
                 return  # switched back to it meanwhile
             self._retire_timers.pop(name, None)
             self._retired.add(name)
-        engine = self._sync.get(name)
+        for read_only in (False, True):
+            self.release(name, read_only)
+
+    def release(self, name: str, read_only: bool) -> None:
+        """Close the idle connections of one mode's pools; those in use close on check-in."""
+        engine = self._sync.get((name, read_only))
         if engine is not None and not is_memory_sqlite(engine.url):
-            engine.dispose()  # a fresh pool; connections in use close on check-in
-        async_engine = self._async.get(name)
+            engine.dispose()  # a fresh pool: connections of the old one close on check-in
+        async_engine = self._async.get((name, read_only))
         if async_engine is not None:
             self._dispose_async_later(name, async_engine)
 
     def in_use(self, name: str) -> int:
         """Connections of target ``name`` checked out right now (sessions in a transaction)."""
-        engines = [self._sync.get(name), self._async.get(name)]
         busy = 0
-        for engine in engines:
-            if engine is not None:
-                pool = engine.pool
-                checkedout = getattr(pool, "checkedout", None)  # QueuePool and friends
-                busy += checkedout() if checkedout is not None else 0
+        for read_only in (False, True):
+            for engine in (self._sync.get((name, read_only)), self._async.get((name, read_only))):
+                if engine is not None:
+                    checkedout = getattr(engine.pool, "checkedout", None)  # QueuePool and co
+                    busy += checkedout() if checkedout is not None else 0
         return busy
 
     def activate(self, name: str) -> None:
@@ -347,6 +322,39 @@ class EngineCache:
         self._loops.clear()
         self._binds.clear()
         self._new_epoch()
+
+
+def _make_read_only(engine: Engine, target: Target) -> None:
+    """Every connection of ``engine`` is read-only, enforced by the server from its opening."""
+    enter = _MODE_SQL[target.dialect][0]
+    needs_commit = target.dialect != "sqlite"
+
+    @event.listens_for(engine, "connect")
+    def _set_mode(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(enter)
+        finally:
+            cursor.close()
+        if needs_commit:  # the SET must not stay inside an implicit transaction
+            dbapi_connection.commit()
+
+    @event.listens_for(engine, "handle_error")
+    def _read_only_error(context: ExceptionContext) -> BaseException | None:
+        if _is_read_only_refusal(context.original_exception):
+            return ReadOnlyTarget(target.name)
+        return None
+
+
+def private_memory_sqlite(url: URL) -> bool:
+    """A SQLite database private to each connection: no second pool can open it."""
+    return is_memory_sqlite(url) and "cache=shared" not in url.render_as_string()
+
+
+def _refuse_private_memory(target: Target, read_only: bool) -> None:
+    # The board refuses such a switch first; this guards any other way in.
+    if read_only and private_memory_sqlite(target.sa_url):
+        raise ConfigError(f"target {target.name!r}: read-only needs a database a pool can open")
 
 
 async def _warm(engine: AsyncEngine) -> None:

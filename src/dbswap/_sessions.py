@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from ._engines import WANT_READ_ONLY
 from ._state import Signal
 
 if TYPE_CHECKING:
@@ -73,27 +72,16 @@ class PinnedSession(Session):
         self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any
     ) -> Any:
         if bind is None and not self._dbswap_explicit:
-            engine = self._dbswap_engine or self._dbswap_pin()
-            # SQLAlchemy connects right after asking (execute, flush, connection()): tell the
-            # pool's checkout which mode this session's connection must have.
-            if self.dbswap_read_only:
-                WANT_READ_ONLY.set(True)
-            elif WANT_READ_ONLY.get():
-                WANT_READ_ONLY.set(False)
-            return engine
+            return self._dbswap_engine or self._dbswap_pin()
         return super().get_bind(mapper, clause=clause, bind=bind, **kw)
 
     def close(self) -> None:
         super().close()
         self._dbswap_engine = None  # the next transaction may follow a switch
-        if self.dbswap_read_only:
-            WANT_READ_ONLY.set(False)
 
     def reset(self) -> None:
         super().reset()
         self._dbswap_engine = None
-        if self.dbswap_read_only:
-            WANT_READ_ONLY.set(False)
 
 
 def pinned_session_class(board: Switchboard, *, is_async: bool = False) -> type[PinnedSession]:
@@ -129,16 +117,8 @@ class RoutingEngine:
     def connect(self) -> Connection:
         fast = self._fast
         if fast is not None and fast[0][:8] == fast[1] and monotonic() < fast[2]:
-            _, read_only, engine = fast[3]
-        else:
-            _, read_only, engine = self._board._pin(False)
-        if read_only is WANT_READ_ONLY.get():
-            return engine.connect()  # the usual case: nothing to tell the checkout
-        token = WANT_READ_ONLY.set(read_only)
-        try:
-            return engine.connect()
-        finally:
-            WANT_READ_ONLY.reset(token)
+            return fast[3][2].connect()
+        return self._board._pin(False)[2].connect()
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:

@@ -8,6 +8,7 @@ connections. A refused or failed switch changes nothing and is audited too.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from ._audit import AuditLog
-from ._engines import EngineCache
+from ._engines import EngineCache, private_memory_sqlite
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -114,6 +115,9 @@ class Switchboard:
                 f"{'is not a target' if len(unknown) == 1 else 'are not targets'}; "
                 f"known targets: {', '.join(self._targets)}"
             )
+        for name in sorted(self.read_only_targets):
+            if private_memory_sqlite(self._targets[name].sa_url):
+                raise ConfigError(f"DBSWAP_READONLY: {_PRIVATE_MEMORY.format(name=name)}")
         self.schema_guard: SchemaGuard | None = (
             AlembicGuard(alembic_config) if alembic_config else None
         )
@@ -331,11 +335,13 @@ class Switchboard:
         if state is not None and state.target == name and state.read_only is not None:
             read_only = state.read_only
         with self._observe_lock:
-            previous = self._seen[1]
+            _, previous, previous_read_only = self._seen
             self._seen = (state, name, read_only)
             if previous != name:
                 self._engines.activate(name)
                 self._engines.retire(previous)
+            elif previous_read_only != read_only:
+                self._engines.release(name, previous_read_only)  # that mode's pool is unused
         return name, read_only
 
     def _default_read_only(self, name: str) -> bool:
@@ -425,6 +431,9 @@ class Switchboard:
             )
         if not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if mode and private_memory_sqlite(self._targets[name].sa_url):
+            audit.write("refused", None, "read-only needs a database a second pool can open")
+            raise ConfigError(_PRIVATE_MEMORY.format(name=name))
         if drain and not drain_timeout > 0:
             raise ConfigError(f"drain_timeout must be positive, not {drain_timeout!r}")
         if drain:
@@ -474,8 +483,11 @@ class Switchboard:
             # Un-retired first, so the health check's connection stays pooled for the
             # first session after the switch instead of being closed at check-in.
             self._engines.activate(name)
+        # An app using asyncio sessions gets a pooled connection on its loop, opened
+        # while the check and the commit run; _commit waits for it (bounded).
+        warming = self._engines.warm_async(self._targets[name], read_only)
         try:
-            health = self._check(self._targets[name], timeout, schema=not ignore_schema)
+            health = self._check(self._targets[name], timeout, not ignore_schema, read_only)
             if not health.ok:
                 audit.write("failed", generation, health.error)
                 raise TargetUnavailable(name, health.error or "health check failed")
@@ -487,12 +499,14 @@ class Switchboard:
                 raise mismatch
             new_state = State(name, generation + 1, utc_now(), user, read_only)
             if drain_timeout is None:
-                self._commit(new_state, timeout)
+                self._commit(new_state, timeout, warming)
             else:
-                self._drain_and_commit(new_state, previous, drain_timeout, timeout, audit)
+                self._drain_and_commit(new_state, previous, drain_timeout, timeout, warming, audit)
         except BaseException:
             if name != self._seen[1]:
                 self._engines.retire(name)  # not switched: nothing may stay open to it
+            elif read_only != self._seen[2]:
+                self._engines.release(name, read_only)  # nor to its pool of the other mode
             raise
         result = SwitchResult(
             previous, name, new_state.generation, audit.elapsed, True, user, read_only
@@ -501,10 +515,11 @@ class Switchboard:
         self._run_callbacks(result)
         return result
 
-    def _commit(self, state: State, timeout: float) -> None:
+    def _commit(
+        self, state: State, timeout: float, warming: concurrent.futures.Future[None] | None
+    ) -> None:
         self._store.write(state)
         self._observe(state)
-        warming = self._engines.warm_async(self._targets[state.target])
         if warming is not None:  # best effort: a cold pool is slower, not wrong
             try:
                 warming.result(timeout)
@@ -512,7 +527,13 @@ class Switchboard:
                 logger.debug("warming the asyncio pool of %r failed: %s", state.target, exc)
 
     def _drain_and_commit(
-        self, state: State, previous: str, drain_timeout: float, timeout: float, audit: _AuditCall
+        self,
+        state: State,
+        previous: str,
+        drain_timeout: float,
+        timeout: float,
+        warming: concurrent.futures.Future[None] | None,
+        audit: _AuditCall,
     ) -> None:
         gate = threading.Event()
         self._gate_timeout = drain_timeout + 1.0  # waiters never hang, even if we fail
@@ -525,7 +546,7 @@ class Switchboard:
             if in_flight:
                 audit.write("failed", state.generation - 1, f"drain timed out ({in_flight} busy)")
                 raise DrainTimeout(state.target, in_flight, drain_timeout)
-            self._commit(state, timeout)
+            self._commit(state, timeout, warming)
         finally:
             self._gate = None
             gate.set()
@@ -546,16 +567,26 @@ class Switchboard:
     def check(self, target: str | None = None, timeout: float = 3.0) -> list[Health]:
         """Health of one target (by name) or of all; never raises for a sick database."""
         names = [self.target(target).name] if target is not None else list(self._targets)
-        results = [self._check(self._targets[name], timeout, schema=True) for name in names]
-        active = self.active
+        active, active_read_only = self._current()
+        results = [
+            self._check(
+                self._targets[name],
+                timeout,
+                schema=True,
+                read_only=active_read_only if name == active else self._default_read_only(name),
+            )
+            for name in names
+        ]
         for name in names:
             if name != active:
                 self._engines.retire(name)  # a check must not leave connections open
         return results
 
-    def _check(self, target: Target, timeout: float, schema: bool) -> Health:
+    def _check(self, target: Target, timeout: float, schema: bool, read_only: bool) -> Health:
+        """Check through the pool the target would be used with, so the connection is reused."""
         guard = self.schema_guard if schema else None
-        return check_target(self._engines.sync(target), target, timeout, guard, self.mask)
+        engine = self._engines.sync(target, read_only)
+        return check_target(engine, target, timeout, guard, self.mask)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -576,6 +607,10 @@ class Switchboard:
 
 
 _NOTHING_SEEN = object()
+_PRIVATE_MEMORY = (
+    "target {name!r} is a private in-memory SQLite database, which read-only mode cannot "
+    "open a second pool to; use a SQLite file or a shared-cache memory URI"
+)
 
 
 class _AuditCall:
