@@ -26,6 +26,7 @@ from ._server import DemoServer, demo_missing
 from ._workspace import Timeline, Workspace, wait_until
 
 MAX_TIMELINE_REQUESTS = 20_000
+WARM_SWITCHES = 4  # per restart trial
 KEYS = (
     ("switch", "2.http.p50", "HTTP POST switch p50 (demo app, uvicorn)"),
     ("switch", "2.http.p99", "HTTP POST switch p99 (demo app, uvicorn)"),
@@ -213,8 +214,9 @@ def timeline_rows(prefix: str, what: str, tl: Timeline) -> list[Row]:
 
 
 def _versus_restart(ws: Workspace, server: DemoServer) -> list[Row]:
-    """Per trial: a first switch to a target this process never used (cold), two switches
-    between targets it has used (warm), then a restart onto the other target."""
+    """Per trial: a first switch to a target this process never used (cold), one back, four
+    between targets it has switched to before (warm: the developer toggling a running
+    server), then a restart onto the other target."""
     cold: list[float] = []
     warm: list[float] = []
     restart: list[float] = []
@@ -223,7 +225,8 @@ def _versus_restart(ws: Workspace, server: DemoServer) -> list[Row]:
     for _ in range(ws.sizes.restarts):
         other = _other(current)
         with server.client() as client:
-            for bucket in (cold, warm, warm):
+            back: list[float] = []  # first switch back to the start target: neither
+            for bucket in (cold, back, *[warm] * WARM_SWITCHES):
                 started = time.perf_counter()
                 server.switch(client, other)
                 server.wait_for(client, other)
@@ -237,7 +240,9 @@ def _versus_restart(ws: Workspace, server: DemoServer) -> list[Row]:
             server.wait_for(client, other)
         restart.append(time.perf_counter() - started)
         current = other
-    per_trial_warm = [statistics.median(warm[i : i + 2]) for i in range(0, len(warm), 2)]
+    per_trial_warm = [
+        statistics.median(warm[i : i + WARM_SWITCHES]) for i in range(0, len(warm), WARM_SWITCHES)
+    ]
     note = (
         f"{{speedup:.0f}}x faster; {len(restart)} trials, alternating; the restart's "
         f"shutdown alone: {statistics.median(shutdown):.2f} s"

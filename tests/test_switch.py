@@ -432,6 +432,35 @@ def test_a_switch_warms_the_asyncio_pool_of_the_new_target(
         loop.close()
 
 
+def test_a_switch_goes_on_when_the_asyncio_pool_cannot_be_warmed(
+    urls: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warming is best effort: no asyncio driver for the new target must not fail use()."""
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+
+    async def touch() -> None:
+        async with board.async_sessionmaker()() as s:
+            await s.execute(sa.text("SELECT 1"))
+
+    def no_driver(*args: object, **kwargs: object) -> None:
+        raise ModuleNotFoundError("No module named 'aiosqlite'", name="aiosqlite")
+
+    try:
+        asyncio.run_coroutine_threadsafe(touch(), loop).result(10)  # the app has a loop
+        monkeypatch.setattr("dbswap._engines.create_async_engine", no_driver)
+        assert board.use("production").changed
+        with board.sessionmaker()() as s:
+            assert read_labels(s) == ["prod-1"]
+    finally:
+        asyncio.run_coroutine_threadsafe(board.adispose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+
 @pytest.mark.postgres
 def test_retire_grace_keeps_a_pool_for_a_quick_switch_back_then_closes_it(
     pg_url: Callable[[str], str], tmp_path: Path

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import threading
 import weakref
@@ -32,6 +33,8 @@ from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
 
 from ._errors import ConfigError, ReadOnlyTarget
 from ._targets import Target
+
+logger = logging.getLogger("dbswap")
 
 CONNECT_TIMEOUT = 10  # seconds; the health check has its own, shorter, deadline
 
@@ -189,7 +192,11 @@ class EngineCache:
         with contextlib.suppress(RuntimeError):
             if asyncio.get_running_loop() is loop:
                 return None  # called on the loop itself: cannot wait for it here
-        engine = self.async_(target, loop, read_only=read_only)
+        try:
+            engine = self.async_(target, loop, read_only=read_only)
+        except Exception as exc:  # e.g. no asyncio driver installed: the switch goes on
+            logger.debug("no asyncio engine to warm for %r: %s", target.name, exc)
+            return None
         return asyncio.run_coroutine_threadsafe(_warm(engine), loop)
 
     def created(self, name: str) -> bool:
