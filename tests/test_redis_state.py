@@ -286,3 +286,60 @@ def test_a_switcher_killed_holding_the_lock_blocks_no_longer_than_the_lease(
         assert waited < 2.5  # at most one lease (2 s)
     finally:
         board.close()
+
+
+def test_history_is_the_whole_fleets_newest_first(
+    urls: dict[str, str], tmp_path: Path, redis_url: str
+) -> None:
+    """Two hosts (two runtime dirs) sharing one Redis: each sees both hosts' switches."""
+    a = make_board(urls, tmp_path / "a", redis_url)
+    b = make_board(urls, tmp_path / "b", redis_url)
+    try:
+        a.use("production", user="alice")
+        wait_for(lambda: b.active == "production", 2)
+        b.use("local", user="bob")
+        for board in (a, b):
+            assert [(e["user"], e["to"]) for e in board.history()] == [
+                ("bob", "local"),
+                ("alice", "production"),
+            ]
+            assert [e["user"] for e in board.history(1)] == ["bob"]
+            assert board.history(0) == []
+        # each host's own file still holds exactly its own lines
+        for path, user in ((tmp_path / "a", "alice"), (tmp_path / "b", "bob")):
+            lines = (path / "db-switch.log").read_text().splitlines()
+            assert [json.loads(line)["user"] for line in lines] == [user]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_history_falls_back_to_this_hosts_file_while_redis_is_down(
+    urls: dict[str, str], tmp_path: Path, redis_url: str
+) -> None:
+    proxy = Proxy(6379)
+    prefix = split_prefix(redis_url)[1]
+    via_proxy = f"redis://127.0.0.1:{proxy.port}/0?prefix={prefix}"
+    other = make_board(urls, tmp_path / "other", redis_url)
+    board = make_board(urls, tmp_path / "b", via_proxy, poll_interval=0.2, socket_timeout=0.5)
+    try:
+        board.use("production", user="alice")
+        other.use("local", user="carol")
+        wait_for(lambda: board.active == "local", 2)
+        assert [e["user"] for e in board.history()] == ["carol", "alice"]
+        proxy.cut()
+        started = time.monotonic()
+        with pytest.raises(SwitchLocked, match="unreachable"):
+            board.use("production", user="dave", timeout=1)
+        assert time.monotonic() - started < 1.5  # no extra wait to share its audit line
+        # this host's own file: alice's switch and dave's refusal, not carol's
+        assert [(e["user"], e["outcome"]) for e in board.history()] == [
+            ("dave", "refused"),
+            ("alice", "ok"),
+        ]
+        proxy.restore()
+        wait_for(lambda: [e["user"] for e in board.history()] == ["carol", "alice"], 5)
+    finally:
+        board.close()
+        other.close()
+        proxy.close()

@@ -1,5 +1,9 @@
 """The audit trail: one JSON line per switch attempt, in ``<runtime dir>/db-switch.log``.
 
+With a state store shared by several hosts (Redis), each line also goes there
+and ``history()`` reads the fleet's trail from it (this host's file if it
+cannot answer).
+
 It lives beside the state, not in any switched database, so the trail (and
 whoever reads it) never depends on the database being switched. Each line is
 also sent to the ``dbswap.audit`` logger. Lines are masked before writing.
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ._masking import mask_text
-from ._state import utc_now
+from ._state import StateStore, utc_now
 
 AUDIT_FILE = "db-switch.log"
 audit_logger = logging.getLogger("dbswap.audit")
@@ -27,10 +31,16 @@ logger = logging.getLogger("dbswap")
 class AuditLog:
     """Append-only JSON lines; ``history()`` reads them back, newest first."""
 
-    def __init__(self, runtime_dir: str | os.PathLike[str], secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        runtime_dir: str | os.PathLike[str],
+        secrets: Iterable[str] = (),
+        shared: StateStore | None = None,
+    ) -> None:
         self.path = Path(runtime_dir) / AUDIT_FILE
         self._secrets = tuple(secrets)
         self._host = socket.gethostname()
+        self._shared = shared  # a store that keeps the fleet's trail (Redis), if any
 
     def record(
         self,
@@ -69,6 +79,8 @@ class AuditLog:
                 os.close(fd)
         except OSError as exc:
             logger.warning("cannot write the audit log %s (%s)", self.path, exc.strerror)
+        if self._shared is not None:
+            self._shared.share_audit(line)
         audit_logger.info(line)
         parsed: dict[str, Any] = json.loads(line)
         return parsed
@@ -77,13 +89,17 @@ class AuditLog:
         """The last ``limit`` entries (all if None), newest first; bad lines skipped."""
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
-        try:
-            with self.path.open(encoding="utf-8", errors="replace") as f:
-                lines = deque(f, maxlen=limit)
-        except FileNotFoundError:
-            return []
+        shared = self._shared.shared_audit(limit) if self._shared is not None else None
+        if shared is not None:
+            newest_first: Iterable[str] = shared
+        else:
+            try:
+                with self.path.open(encoding="utf-8", errors="replace") as f:
+                    newest_first = reversed(deque(f, maxlen=limit))
+            except FileNotFoundError:
+                return []
         entries = []
-        for line in reversed(lines):
+        for line in newest_first:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:

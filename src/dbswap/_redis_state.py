@@ -7,7 +7,9 @@ Every process keeps the last state it saw in memory, so reading it costs no
 I/O: a background thread applies published states at once and re-reads the
 key every ``poll_interval`` seconds, so a lost message still converges. If
 Redis is unreachable, processes keep their last known target (logged once),
-switches are refused, and everything recovers when Redis returns.
+switches are refused, and everything recovers when Redis returns. The audit
+trail is kept there too (a capped list), so ``history()`` shows the whole
+fleet's switches, not one host's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ._masking import mask_url
 from ._state import Signal, State, StateUnreadable
 
 logger = logging.getLogger("dbswap")
+SHARED_AUDIT_LINES = 10_000  # the fleet's audit list in Redis keeps the newest this many
 
 # Write only while holding the lock (fencing), and publish in the same step.
 _WRITE_IF_LOCKED = """
@@ -80,6 +83,7 @@ class RedisStateStore:
             raise ConfigError(f"bad DBSWAP_STATE URL {self._masked_url!r}: {exc}") from None
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._state_key, self._lock_key = f"{prefix}:state", f"{prefix}:lock"
+        self._audit_key = f"{prefix}:audit"
         self.channel = f"{prefix}:switched"
         self.poll_interval = poll_interval
         self.lease = lease
@@ -251,6 +255,45 @@ class RedisStateStore:
                 "another switch may have started; nothing was written, try again"
             )
         self._cache(state)
+
+    # -- the fleet's audit trail ------------------------------------------------
+
+    def share_audit(self, line: str) -> None:
+        """Push the line on a capped list every host reads; the local file has it anyway."""
+        if not self._reachable:
+            return  # known down: do not make a refused switch wait for a timeout
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.lpush(self._audit_key, line)
+            pipe.ltrim(self._audit_key, 0, SHARED_AUDIT_LINES - 1)
+            pipe.execute()
+        except self._errors as exc:
+            logger.warning(
+                "cannot add to the fleet's audit trail in %s (%s); this host's audit file has "
+                "the line",
+                self.describe(),
+                type(exc).__name__,
+            )
+
+    def shared_audit(self, limit: int | None) -> list[str] | None:
+        """The fleet's newest lines; None when Redis cannot answer (use this host's file)."""
+        if not self._reachable:
+            return None
+        if limit == 0:
+            return []
+        end = -1 if limit is None else limit - 1
+        try:
+            raw = self._client.lrange(self._audit_key, 0, end)
+        except self._errors as exc:
+            logger.warning(
+                "cannot read the fleet's audit trail from %s (%s); showing this host's",
+                self.describe(),
+                type(exc).__name__,
+            )
+            return None
+        return [
+            item.decode("utf-8", "replace") if isinstance(item, bytes) else item for item in raw
+        ]
 
     def _unreachable_error(self) -> SwitchLocked:
         self._set_reachable(False)

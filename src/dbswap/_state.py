@@ -119,6 +119,12 @@ class StateStore(Protocol):
     def describe(self) -> str:
         """Where the state lives, for messages."""
 
+    def share_audit(self, line: str) -> None:
+        """Keep an audit line where every host sharing the state reads it (or do nothing)."""
+
+    def shared_audit(self, limit: int | None) -> list[str] | None:
+        """The newest ``limit`` shared audit lines, newest first; None: not kept here."""
+
     def close(self) -> None:
         """Release background resources (threads, connections)."""
 
@@ -171,6 +177,12 @@ class FileStateStore:
 
     def describe(self) -> str:
         return str(self.path)
+
+    def share_audit(self, line: str) -> None:
+        return None  # one host: the audit file beside the state is the whole trail
+
+    def shared_audit(self, limit: int | None) -> list[str] | None:
+        return None
 
     def close(self) -> None:
         counter, self._counter = self._counter, None

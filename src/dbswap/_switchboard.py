@@ -124,7 +124,7 @@ class Switchboard:
         self.runtime_dir = Path(runtime_dir).absolute()
         self._store: StateStore = store or FileStateStore(self.runtime_dir)
         self._secrets = tuple(s for t in self._targets.values() for s in t.secrets)
-        self._audit = AuditLog(self.runtime_dir, self._secrets)
+        self._audit = AuditLog(self.runtime_dir, self._secrets, self._store)
         if not retire_grace >= 0:
             raise ConfigError(f"retire_grace must be >= 0 seconds, not {retire_grace!r}")
         self._engines = EngineCache(engine_options, retire_grace)
