@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -231,3 +233,68 @@ def test_api_clients_with_an_authorization_header_need_no_csrf_token(
         response = client.post(SWITCH, json={"useProduction": True}, headers=ADMIN)
     assert response.status_code == 200
     assert board.active == "production"
+
+
+def test_workers_without_a_csrf_secret_accept_each_others_tokens(
+    sqlite_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Two workers of one host (two boards, one runtime dir), no csrf_secret configured:
+    a page served by one, its switch posted to the other, as a load balancer would."""
+    urls = {"local": sqlite_url("local"), "production": sqlite_url("production")}
+
+    def by_cookie(request: Any) -> str:
+        if request.cookies.get("who") != "alice":
+            raise dbswap.fastapi.NotAuthenticated("log in first")
+        return "alice"
+
+    def worker() -> tuple[dbswap.Switchboard, FastAPI]:
+        board = dbswap.Switchboard(urls, runtime_dir=tmp_path / "rt")
+        app = FastAPI()
+        app.include_router(admin_router(board, authorize=by_cookie))
+        return board, app
+
+    (board_a, app_a), (board_b, app_b) = worker(), worker()
+    key = tmp_path / "rt" / "csrf.key"
+    assert len(key.read_bytes()) == 32 and key.stat().st_mode & 0o777 == 0o600
+    with TestClient(app_a) as a, TestClient(app_b) as b:
+        a.cookies.set("who", "alice")
+        token = _token(a.get(PAGE).text)
+        b.cookies.set("who", "alice")
+        b.cookies.set("dbswap_csrf", a.cookies["dbswap_csrf"])
+        response = _post(b, {"X-CSRF-Token": token, "Origin": "http://testserver"})
+        assert response.status_code == 200, response.text
+    assert board_a.active == board_b.active == "production"
+    board_a.dispose()
+    board_b.dispose()
+
+
+def test_a_runtime_dir_that_cannot_hold_the_csrf_key_is_a_warning_not_a_failure(
+    sqlite_url: Callable[[str], str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the runtime dir should be")
+    board = dbswap.Switchboard(
+        {"local": sqlite_url("local"), "production": sqlite_url("production")},
+        runtime_dir=blocked,
+    )
+    with caplog.at_level("WARNING", logger="dbswap"):
+        app = admin_app(board)
+    assert any("same csrf_secret" in r.getMessage() for r in caplog.records)
+    with TestClient(app) as client:
+        assert client.get(STATUS, headers=ADMIN).status_code == 200
+
+
+def test_processes_racing_to_make_the_csrf_key_all_get_the_same_one(tmp_path: Path) -> None:
+    script = (
+        "import sys, pathlib; from dbswap._csrf import shared_key; "
+        "sys.stdout.write(shared_key(pathlib.Path(sys.argv[1])).hex())"
+    )
+    runtime = tmp_path / "rt"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(runtime)], stdout=subprocess.PIPE)
+        for _ in range(8)
+    ]
+    keys = {proc.communicate(timeout=60)[0] for proc in procs}
+    assert all(proc.returncode == 0 for proc in procs)
+    assert len(keys) == 1 and len(next(iter(keys))) == 64
+    assert sorted(p.name for p in runtime.iterdir()) == ["csrf.key"]  # no temp file left

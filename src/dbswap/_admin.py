@@ -22,7 +22,7 @@ from typing import Any
 
 import jinja2
 
-from ._csrf import CsrfGuard, CsrfRefused, RequestFacts
+from ._csrf import CsrfGuard, CsrfRefused, RequestFacts, shared_key
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -131,6 +131,8 @@ class AdminCore:
         if not switch_timeout > 0 or not check_timeout > 0:
             raise ConfigError("switch_timeout and check_timeout must be positive numbers")
         self.board = board
+        if csrf_secret is None:  # shared by the processes of this host through the runtime dir
+            csrf_secret = shared_key(board.runtime_dir)
         self.csrf = CsrfGuard(csrf_secret, trusted_origins)
         self.switch_timeout = switch_timeout
         self.check_timeout = check_timeout

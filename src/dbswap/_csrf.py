@@ -14,17 +14,23 @@ their own, so those requests are exempt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import logging
+import os
 import re
 import secrets
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 COOKIE_NAME = "dbswap_csrf"
 HEADER_NAME = "X-CSRF-Token"
 _NONCE = re.compile(r"^[A-Za-z0-9_\-]{32,128}$")
 _SAFE_FETCH_SITES = {"same-origin", "none"}
+logger = logging.getLogger("dbswap")
 
 
 class CsrfRefused(Exception):
@@ -48,6 +54,46 @@ class RequestFacts:
         for key, value in self.headers.items():
             if key.lower() == lowered:
                 return value
+        return None
+
+
+KEY_FILE = "csrf.key"
+
+
+def shared_key(runtime_dir: Path) -> bytes | None:
+    """A random key in ``<runtime dir>/csrf.key``, made once, then read by every process.
+
+    So the workers of one host accept each other's tokens without configuration.
+    None (and a warning) when the directory cannot hold it.
+    """
+    path = runtime_dir / KEY_FILE
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            key = path.read_bytes()
+            if len(key) >= 32:
+                return key
+        runtime_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".csrf.", dir=runtime_dir)  # mode 0600
+        try:
+            os.write(fd, secrets.token_bytes(32))
+            os.fsync(fd)
+            os.close(fd)
+            try:
+                os.link(tmp, path)  # whole or not at all; the first process to get here wins
+            except FileExistsError:
+                if len(path.read_bytes()) < 32:  # a truncated leftover: replace it
+                    os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        return path.read_bytes()
+    except OSError as exc:
+        logger.warning(
+            "cannot keep the CSRF key in %s (%s): each process makes its own, so give every "
+            "worker the same csrf_secret",
+            path,
+            exc.strerror or type(exc).__name__,
+        )
         return None
 
 

@@ -177,9 +177,10 @@ def admin_router(
 
     ``authorize`` may be sync or async; it must not read a switched database.
     It may raise ``NotAuthenticated``, ``Forbidden`` or an ``HTTPException``.
-    ``csrf_secret`` must be shared by every worker process of the app (a
-    random one is made otherwise). With ``login_url``, an anonymous visitor of
-    the page is redirected there with ``?next=``.
+    Without ``csrf_secret``, the processes of one host share a random key kept
+    in the runtime dir; processes on several hosts need the same ``csrf_secret``.
+    With ``login_url``, an anonymous visitor of the page is redirected there
+    with ``?next=``.
     """
     core = AdminCore(
         board,
