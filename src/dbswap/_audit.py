@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import socket
-from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -94,8 +93,7 @@ class AuditLog:
             newest_first: Iterable[str] = shared
         else:
             try:
-                with self.path.open(encoding="utf-8", errors="replace") as f:
-                    newest_first = reversed(deque(f, maxlen=limit))
+                newest_first = _last_lines(self.path, limit)
             except FileNotFoundError:
                 return []
         entries = []
@@ -107,3 +105,24 @@ class AuditLog:
             if isinstance(entry, dict):
                 entries.append(entry)
         return entries
+
+
+def _last_lines(path: Path, limit: int | None, block: int = 65536) -> list[str]:
+    """The last ``limit`` lines of a file (all if None), newest first, read from its end."""
+    with path.open("rb") as f:
+        if limit is None:
+            return [line.decode("utf-8", "replace") for line in reversed(f.read().splitlines())]
+        position = f.seek(0, os.SEEK_END)
+        blocks: list[bytes] = []
+        newlines = 0
+        while position > 0 and newlines <= limit:  # one more: the first line may be cut
+            size = min(block, position)
+            position -= size
+            f.seek(position)
+            blocks.append(f.read(size))
+            newlines += blocks[-1].count(b"\n")
+    lines = b"".join(reversed(blocks)).splitlines()
+    if position > 0:
+        lines = lines[1:]  # began mid-line
+    kept = lines[-limit:] if limit else []
+    return [line.decode("utf-8", "replace") for line in reversed(kept)]
