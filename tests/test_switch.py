@@ -387,6 +387,47 @@ def test_a_connection_from_before_a_switch_back_closes_when_given_back(
         board.dispose()
 
 
+@pytest.mark.postgres
+def test_a_connection_opened_by_a_pool_being_discarded_closes_when_given_back(
+    pg_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """A session opening its connection while a switch away and back discards the pool:
+    the connection belongs to the old pool even though the engine already has a new one."""
+    urls = {"local": pg_url("local"), "production": pg_url("production")}
+    seed(urls["local"], ["l"])
+    local_db = sa.make_url(urls["local"]).database
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    opening, release = threading.Event(), threading.Event()
+
+    @sa.event.listens_for(board.engine_for("local"), "do_connect")
+    def slow_to_open(*args: object) -> None:  # before the server answers, as on a slow network
+        if threading.current_thread().name == "slow":
+            opening.set()
+            release.wait(10)
+
+    labels_read: list[str] = []
+
+    def request() -> None:
+        with board.sessionmaker()() as s:
+            labels_read.extend(read_labels(s))
+
+    gc.disable()  # the discarded pool would close it on collection: prove it needs none
+    try:
+        slow = threading.Thread(target=request, name="slow")
+        slow.start()
+        assert opening.wait(10)
+        board.use("production")
+        board.use("local")  # back: local has a new pool, with the health check's connection
+        release.set()
+        slow.join(10)
+        assert labels_read == ["l"]
+        assert pg_connections(local_db) == 1  # the slow one closed when given back
+    finally:
+        gc.enable()
+        release.set()
+        board.dispose()
+
+
 def test_in_memory_sqlite_targets_survive_switching(tmp_path: Path) -> None:
     """Their data lives in their connections: a switch must neither close nor re-probe them."""
     urls = {
@@ -456,6 +497,40 @@ def test_a_switch_goes_on_when_the_asyncio_pool_cannot_be_warmed(
             assert read_labels(s) == ["prod-1"]
     finally:
         asyncio.run_coroutine_threadsafe(board.adispose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+
+def test_adispose_waits_for_the_asyncio_pools_a_switch_is_still_closing(
+    urls: dict[str, str], tmp_path: Path
+) -> None:
+    """A switch closes the old target's asyncio pool on the app's loop, in the background;
+    closing the board must wait for that, or the loop ends with the task still pending."""
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+
+    async def read() -> None:
+        async with board.async_sessionmaker()() as s:
+            await s.execute(sa.text("SELECT 1"))
+
+    async def closing_tasks() -> list[str]:
+        await board.adispose()
+        return [
+            task.get_coro().__qualname__  # type: ignore[union-attr]
+            for task in asyncio.all_tasks()
+            if task is not asyncio.current_task()
+        ]
+
+    try:
+        asyncio.run_coroutine_threadsafe(read(), loop).result(10)
+        for target in ("production", "local", "production"):
+            board.use(target)  # each retires a target whose asyncio pool is closed later
+        assert asyncio.run_coroutine_threadsafe(closing_tasks(), loop).result(10) == []
+        assert not board._engines._disposals
+    finally:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
         loop.close()

@@ -63,7 +63,6 @@ def _connect_args(url: URL) -> dict[str, Any]:
     return {}
 
 
-_POOL_KEY = "dbswap_pool"  # id of the pool a connection was opened by, in its info
 # (enter read-only, leave read-only) per backend: the server enforces it, not SQL parsing.
 _MODE_SQL = {
     "postgresql": (
@@ -121,6 +120,8 @@ class EngineCache:
         self._sync: dict[Key, Engine] = {}
         self._async: dict[Key, AsyncEngine] = {}
         self._loops: dict[str, weakref.ReferenceType[asyncio.AbstractEventLoop]] = {}
+        # asyncio pool disposals scheduled by retires, still running
+        self._disposals: set[asyncio.Future[None] | concurrent.futures.Future[None]] = set()
         self._retired: set[str] = set()
         # (name, is_async, read_only) -> the Engine a pinned session binds to
         self._binds: dict[tuple[str, bool, bool], Engine] = {}
@@ -220,17 +221,14 @@ class EngineCache:
             return  # closing a connection would lose the database itself
         name, retired = target.name, self._retired
 
-        @event.listens_for(engine, "connect")
-        def _remember_pool(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-            record.info[_POOL_KEY] = id(engine.pool)
-
         @event.listens_for(engine, "checkin")
         def _close_if_retired(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-            # Also close it if its pool was discarded by a retire the target has since come
-            # back from: given back to that orphan pool, it would stay open until collected.
-            if dbapi_connection is not None and (
-                name in retired or record.info.get(_POOL_KEY) != id(engine.pool)
-            ):
+            if dbapi_connection is None:
+                return
+            # Also close it if its pool was discarded by a retire (the target may have come
+            # back since): given back to that orphan pool, it would stay open until collected.
+            owner = _pool_of(record)
+            if name in retired or (owner is not None and owner is not engine.pool):
                 record.invalidate()
 
     def retire(self, name: str) -> None:
@@ -291,10 +289,15 @@ class EngineCache:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        disposal: asyncio.Future[None] | concurrent.futures.Future[None]
         if running is loop:
-            loop.create_task(_dispose_pool(engine))
+            disposal = loop.create_task(_dispose_pool(engine))
         elif loop.is_running():
-            asyncio.run_coroutine_threadsafe(_dispose_pool(engine), loop)
+            disposal = asyncio.run_coroutine_threadsafe(_dispose_pool(engine), loop)
+        else:
+            return
+        self._disposals.add(disposal)  # adispose() waits for it: nothing left pending
+        disposal.add_done_callback(self._disposals.discard)
 
     def dispose(self) -> None:
         """Close every pooled connection (sync engines; async ones need ``adispose``)."""
@@ -303,6 +306,13 @@ class EngineCache:
                 engine.dispose()
 
     async def adispose(self) -> None:
+        for disposal in list(self._disposals):
+            with contextlib.suppress(Exception):
+                await (
+                    disposal
+                    if isinstance(disposal, asyncio.Future)
+                    else asyncio.wrap_future(disposal)
+                )
         for engine in list(self._async.values()):
             await engine.dispose()
         self._async.clear()
@@ -324,11 +334,22 @@ class EngineCache:
         self._lock = threading.Lock()
         self._retire_lock = threading.Lock()
         self._retire_timers.clear()  # the parent's timer threads do not exist here
+        self._disposals.clear()  # nor its event loop's tasks
         self._sync.clear()
         self._async.clear()
         self._loops.clear()
         self._binds.clear()
         self._new_epoch()
+
+
+def _pool_of(record: ConnectionPoolEntry) -> object:
+    """The pool a pooled connection belongs to, which SQLAlchemy keeps private.
+
+    (Asking the engine when the connection opens is not enough: a pool being
+    discarded can still open one after the engine has moved to its new pool.)
+    None if SQLAlchemy ever renames it: connections are then kept, as before.
+    """
+    return getattr(record, "_ConnectionRecord__pool", None)
 
 
 def _make_read_only(engine: Engine, target: Target) -> None:
