@@ -7,13 +7,15 @@ import gc
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+import dbswap._engines
 from dbhelpers import ITEMS, labels, pg_connections, seed
 from dbswap import (
     ConfigError,
@@ -447,40 +449,53 @@ def test_in_memory_sqlite_targets_survive_switching(tmp_path: Path) -> None:
     board.dispose()
 
 
-def test_a_switch_warms_the_asyncio_pool_of_the_new_target(
-    urls: dict[str, str], tmp_path: Path
-) -> None:
-    """The first async request after a switch must not pay for a new connection."""
-    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+T = TypeVar("T")
+
+
+@pytest.fixture
+def app_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An app's event loop, running in its own thread; use() is called from the test's."""
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     runner.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    runner.join(10)
+    loop.close()
+
+
+def on(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run_coroutine_threadsafe(coroutine, loop).result(10)
+
+
+def test_a_switch_warms_the_asyncio_pool_of_the_new_target(
+    urls: dict[str, str], tmp_path: Path, app_loop: asyncio.AbstractEventLoop
+) -> None:
+    """The first async request after a switch must not pay for a new connection."""
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
 
     async def read() -> list[str]:
         async with board.async_sessionmaker()() as s:
             return list(await s.scalars(sa.select(Item.label).order_by(Item.id)))
 
     try:
-        assert asyncio.run_coroutine_threadsafe(read(), loop).result(10) == ["local-1", "local-2"]
+        assert on(app_loop, read()) == ["local-1", "local-2"]
         board.use("production")  # from another thread, as an admin endpoint's threadpool does
         pool = board.async_engine_for("production").sync_engine.pool
         assert pool.checkedin() == 1  # warmed on the app's loop before use() returned
-        assert asyncio.run_coroutine_threadsafe(read(), loop).result(10) == ["prod-1"]
+        assert on(app_loop, read()) == ["prod-1"]
     finally:
-        asyncio.run_coroutine_threadsafe(board.adispose(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(10)
-        loop.close()
+        on(app_loop, board.adispose())
 
 
 def test_a_switch_goes_on_when_the_asyncio_pool_cannot_be_warmed(
-    urls: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    urls: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    app_loop: asyncio.AbstractEventLoop,
 ) -> None:
     """Warming is best effort: no asyncio driver for the new target must not fail use()."""
     board = Switchboard(urls, runtime_dir=tmp_path / "rt")
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever, daemon=True)
-    runner.start()
 
     async def touch() -> None:
         async with board.async_sessionmaker()() as s:
@@ -490,27 +505,31 @@ def test_a_switch_goes_on_when_the_asyncio_pool_cannot_be_warmed(
         raise ModuleNotFoundError("No module named 'aiosqlite'", name="aiosqlite")
 
     try:
-        asyncio.run_coroutine_threadsafe(touch(), loop).result(10)  # the app has a loop
+        on(app_loop, touch())  # the app has a loop
         monkeypatch.setattr("dbswap._engines.create_async_engine", no_driver)
         assert board.use("production").changed
         with board.sessionmaker()() as s:
             assert read_labels(s) == ["prod-1"]
     finally:
-        asyncio.run_coroutine_threadsafe(board.adispose(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(10)
-        loop.close()
+        on(app_loop, board.adispose())
 
 
 def test_adispose_waits_for_the_asyncio_pools_a_switch_is_still_closing(
-    urls: dict[str, str], tmp_path: Path
+    urls: dict[str, str],
+    tmp_path: Path,
+    app_loop: asyncio.AbstractEventLoop,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A switch closes the old target's asyncio pool on the app's loop, in the background;
     closing the board must wait for that, or the loop ends with the task still pending."""
     board = Switchboard(urls, runtime_dir=tmp_path / "rt")
-    loop = asyncio.new_event_loop()
-    runner = threading.Thread(target=loop.run_forever, daemon=True)
-    runner.start()
+    dispose_pool = dbswap._engines._dispose_pool
+
+    async def slow_to_close(engine: Any) -> None:  # a server slow to say goodbye
+        await asyncio.sleep(0.3)
+        await dispose_pool(engine)
+
+    monkeypatch.setattr("dbswap._engines._dispose_pool", slow_to_close)
 
     async def read() -> None:
         async with board.async_sessionmaker()() as s:
@@ -524,16 +543,11 @@ def test_adispose_waits_for_the_asyncio_pools_a_switch_is_still_closing(
             if task is not asyncio.current_task()
         ]
 
-    try:
-        asyncio.run_coroutine_threadsafe(read(), loop).result(10)
-        for target in ("production", "local", "production"):
-            board.use(target)  # each retires a target whose asyncio pool is closed later
-        assert asyncio.run_coroutine_threadsafe(closing_tasks(), loop).result(10) == []
-        assert not board._engines._disposals
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        runner.join(10)
-        loop.close()
+    on(app_loop, read())
+    for target in ("production", "local", "production"):
+        board.use(target)  # each retires a target whose asyncio pool is closed later
+    assert on(app_loop, closing_tasks()) == []
+    assert not board._engines._disposals
 
 
 @pytest.mark.postgres
