@@ -164,7 +164,8 @@ class EngineCache:
             with self._lock:
                 engine = self._async.get(key)
                 if engine is None:
-                    _refuse_private_memory(target, read_only)
+                    if read_only:  # the board refuses first; this guards any other way in
+                        check_read_only_possible(target)
                     url = async_url(target.sa_url)
                     engine = create_async_engine(
                         url, connect_args=_connect_args(url), **self._options
@@ -204,7 +205,8 @@ class EngineCache:
         return any(key[0] == name for key in [*self._sync, *self._async])
 
     def _create(self, target: Target, read_only: bool) -> Engine:
-        _refuse_private_memory(target, read_only)
+        if read_only:
+            check_read_only_possible(target)
         url = target.sa_url
         options = dict(self._options)
         if is_memory_sqlite(url) and url.database not in (None, "", ":memory:"):
@@ -379,10 +381,13 @@ def private_memory_sqlite(url: URL) -> bool:
     return is_memory_sqlite(url) and "cache=shared" not in url.render_as_string()
 
 
-def _refuse_private_memory(target: Target, read_only: bool) -> None:
-    # The board refuses such a switch first; this guards any other way in.
-    if read_only and private_memory_sqlite(target.sa_url):
-        raise ConfigError(f"target {target.name!r}: read-only needs a database a pool can open")
+def check_read_only_possible(target: Target) -> None:
+    """``ConfigError`` if ``target`` cannot have a read-only pool (its own connections)."""
+    if private_memory_sqlite(target.sa_url):
+        raise ConfigError(
+            f"target {target.name!r} is a private in-memory SQLite database, which read-only "
+            "mode cannot open a second pool to; use a SQLite file or a shared-cache memory URI"
+        )
 
 
 async def _warm(engine: AsyncEngine) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from ._audit import AuditLog
-from ._engines import EngineCache, private_memory_sqlite
+from ._engines import EngineCache, check_read_only_possible
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -116,8 +116,10 @@ class Switchboard:
                 f"known targets: {', '.join(self._targets)}"
             )
         for name in sorted(self.read_only_targets):
-            if private_memory_sqlite(self._targets[name].sa_url):
-                raise ConfigError(f"DBSWAP_READONLY: {_PRIVATE_MEMORY.format(name=name)}")
+            try:
+                check_read_only_possible(self._targets[name])
+            except ConfigError as exc:
+                raise ConfigError(f"DBSWAP_READONLY: {exc}") from None
         self.schema_guard: SchemaGuard | None = (
             AlembicGuard(alembic_config) if alembic_config else None
         )
@@ -137,11 +139,6 @@ class Switchboard:
             self.default_target in self.read_only_targets,
         )
         self._observe_lock = threading.Lock()
-        # Per flavour (index: is_async): (state, engine epoch, what _pin returned for them).
-        self._pinned: list[tuple[object, int, tuple[str, bool, Engine] | None]] = [
-            (_NOTHING_SEEN, -1, None),
-            (_NOTHING_SEEN, -1, None),
-        ]
         self._warned_unknown: str | None = None
         # Set while a drained switch pauses new sessions (None: one cheap check on the hot path).
         self._gate: threading.Event | None = None
@@ -278,20 +275,12 @@ class Switchboard:
         """
         if self._gate is not None:
             self._wait_for_gate()
-        if self.production_lock:
-            name, read_only = self._current()
-            return name, read_only, self._engines.bind(self._targets[name], is_async, read_only)
-        signal = self._store.signal()
+        # The production lock ignores the state: nothing to watch, every session comes here.
+        signal = None if self.production_lock else self._store.signal()
         stamp = signal[0][:8] if signal is not None else b""  # read before the state
-        state = self._store.current()
-        known, epoch, pinned = self._pinned[is_async]
-        if not (known is state and epoch == self._engines.epoch and pinned is not None):
-            epoch = self._engines.epoch
-            seen_state, name, read_only = self._seen
-            if seen_state is not state:
-                name, read_only = self._observe(state)
-            pinned = (name, read_only, self._engines.bind(self._targets[name], is_async, read_only))
-            self._pinned[is_async] = (state, epoch, pinned)  # keyed by what it was computed from
+        epoch = self._engines.epoch
+        name, read_only = self._current()
+        pinned = (name, read_only, self._engines.bind(self._targets[name], is_async, read_only))
         if signal is not None and epoch == self._engines.epoch:
             self._set_fast(is_async, (signal[0], stamp, signal[1], pinned))
             if self._gate is not None:  # a drain began meanwhile: its sessions must wait
@@ -431,9 +420,12 @@ class Switchboard:
             )
         if not timeout > 0:
             raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if mode and private_memory_sqlite(self._targets[name].sa_url):
-            audit.write("refused", None, "read-only needs a database a second pool can open")
-            raise ConfigError(_PRIVATE_MEMORY.format(name=name))
+        if mode:
+            try:
+                check_read_only_possible(self._targets[name])
+            except ConfigError as exc:
+                audit.write("refused", None, str(exc))
+                raise
         if drain and not drain_timeout > 0:
             raise ConfigError(f"drain_timeout must be positive, not {drain_timeout!r}")
         if drain:
@@ -607,10 +599,6 @@ class Switchboard:
 
 
 _NOTHING_SEEN = object()
-_PRIVATE_MEMORY = (
-    "target {name!r} is a private in-memory SQLite database, which read-only mode cannot "
-    "open a second pool to; use a SQLite file or a shared-cache memory URI"
-)
 
 
 class _AuditCall:
