@@ -95,6 +95,38 @@ def measure(ws: Workspace, case: Case) -> list[Row]:
     ]
 
 
+def orm_case(
+    key: str,
+    label: str,
+    baseline: Engine,
+    board: Switchboard,
+    baseline_label: str = PLAIN,
+    note: str = "",
+) -> Case:
+    """ORM get through the board's pinned sessions against plain sessions on ``baseline``."""
+    return Case(
+        key,
+        label,
+        baseline_label,
+        orm_get(sessionmaker(bind=baseline)),
+        orm_get(sessionmaker(bind=baseline)),
+        orm_get(board.sessionmaker()),
+        note=note,
+    )
+
+
+def core_case(key: str, label: str, engine: Engine, board: Switchboard) -> Case:
+    """Core ``SELECT 1`` through ``board.engine`` against ``engine.connect()``."""
+    return Case(
+        key,
+        label,
+        "engine.connect()",
+        core_select(engine),
+        core_select(engine),
+        core_select(board.engine),
+    )
+
+
 def switched_once(board: Switchboard, other: str) -> None:
     """Switch away and back: the state file then exists, as in any app that switched once."""
     active = board.active
@@ -125,40 +157,26 @@ def _sqlite_memory(ws: Workspace) -> list[Row]:
     current, fresh = board("mem"), board("mem-fresh")
     prime_state(current)
     engine = current.engine_for("local")
-    plain = sessionmaker(bind=engine)
     rows = measure(
         ws,
-        Case(
-            "1a.get.sqlite-mem",
-            "ORM get, SQLite :memory: (SingletonThreadPool)",
-            PLAIN,
-            orm_get(plain),
-            orm_get(sessionmaker(bind=engine)),
-            orm_get(current.sessionmaker()),
+        orm_case(
+            "1a.get.sqlite-mem", "ORM get, SQLite :memory: (SingletonThreadPool)", engine, current
         ),
     )
-    fresh_engine = fresh.engine_for("local")
     rows += measure(
         ws,
-        Case(
+        orm_case(
             "1a.get.sqlite-mem.no-state",
             "same, before any switch (no state file yet)",
-            PLAIN,
-            orm_get(sessionmaker(bind=fresh_engine)),
-            orm_get(sessionmaker(bind=fresh_engine)),
-            orm_get(fresh.sessionmaker()),
+            fresh.engine_for("local"),
+            fresh,
             note="no db-target.json yet: 'no state' is cached too; one failing stat() a second",
         ),
     )
     rows += measure(
         ws,
-        Case(
-            "1c.core.sqlite-mem",
-            "Core SELECT 1 via board.engine, SQLite :memory:",
-            "engine.connect()",
-            core_select(engine),
-            core_select(engine),
-            core_select(current.engine),
+        core_case(
+            "1c.core.sqlite-mem", "Core SELECT 1 via board.engine, SQLite :memory:", engine, current
         ),
     )
     return rows
@@ -176,24 +194,18 @@ def _sqlite_file(ws: Workspace) -> list[Row]:
     try:
         rows = measure(
             ws,
-            Case(
-                "1a.get.sqlite-file",
-                "ORM get, SQLite file on tmpfs (QueuePool)",
-                PLAIN,
-                orm_get(sessionmaker(bind=engine)),
-                orm_get(sessionmaker(bind=engine)),
-                orm_get(board.sessionmaker()),
+            orm_case(
+                "1a.get.sqlite-file", "ORM get, SQLite file on tmpfs (QueuePool)", engine, board
             ),
         )
         rows += measure(
             ws,
-            Case(
+            orm_case(
                 "1e.get.sqlite-file.own-engine",
                 "same, baseline on its own plain engine",
+                own,
+                board,
                 "plain sessionmaker, own engine",
-                orm_get(sessionmaker(bind=own)),
-                orm_get(sessionmaker(bind=own)),
-                orm_get(board.sessionmaker()),
                 note="end to end: also counts dbswap's pool check-in listener",
             ),
         )
@@ -214,28 +226,8 @@ def _postgres(ws: Workspace) -> list[Row]:
     board = ws.board(urls, "overhead-pg")
     switched_once(board, "production")
     engine = board.engine_for("local")
-    rows = measure(
-        ws,
-        Case(
-            keys[0][0],
-            keys[0][1],
-            PLAIN,
-            orm_get(sessionmaker(bind=engine)),
-            orm_get(sessionmaker(bind=engine)),
-            orm_get(board.sessionmaker()),
-        ),
-    )
-    rows += measure(
-        ws,
-        Case(
-            keys[1][0],
-            keys[1][1],
-            "engine.connect()",
-            core_select(engine),
-            core_select(engine),
-            core_select(board.engine),
-        ),
-    )
+    rows = measure(ws, orm_case(*keys[0], engine, board))
+    rows += measure(ws, core_case(*keys[1], engine, board))
     rows += _postgres_read_only(ws, urls)
     return rows
 
@@ -252,13 +244,12 @@ def _postgres_read_only(ws: Workspace, urls: dict[str, str]) -> list[Row]:
     engine = board._engines.sync(board.targets["local"], read_only=True)
     return measure(
         ws,
-        Case(
+        orm_case(
             "1f.get.pg.read-only",
             "ORM get, PostgreSQL, read-only switch",
+            engine,
+            board,
             "plain sessionmaker, same read-only engine",
-            orm_get(sessionmaker(bind=engine)),
-            orm_get(sessionmaker(bind=engine)),
-            orm_get(board.sessionmaker()),
             note="the server enforces it; dbswap sets the mode once per new connection",
         ),
     )
