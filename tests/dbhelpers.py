@@ -5,11 +5,24 @@ from __future__ import annotations
 import os
 
 import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 PG_ADMIN = os.environ.get("DBSWAP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MARIADB_ADMIN = os.environ.get("DBSWAP_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/mysql")
 
 ITEMS = sa.table("items", sa.column("id", sa.Integer), sa.column("label", sa.String))
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    """A row of the ``items`` table that ``seed`` creates."""
+
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(sa.String(100))
 
 
 def seed(url: str, labels: list[str]) -> None:

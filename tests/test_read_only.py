@@ -12,21 +12,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from dbhelpers import labels, pg_connections, seed
+from dbhelpers import Item, labels, pg_connections, seed
 from dbswap import ConfigError, ReadOnlyTarget, Switchboard
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Item(Base):
-    __tablename__ = "items"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    label: Mapped[str] = mapped_column(sa.String(100))
-
 
 BACKENDS = [
     "sqlite",

@@ -226,14 +226,19 @@ class Proxy:
         self.server.close()
 
 
+def board_via(proxy: Proxy, urls: dict[str, str], path: Path, redis_url: str) -> Switchboard:
+    """A board reaching Redis through ``proxy`` (to cut), quick to notice an outage."""
+    prefix = split_prefix(redis_url)[1]
+    via = f"redis://127.0.0.1:{proxy.port}/0?prefix={prefix}"
+    return make_board(urls, path, via, poll_interval=0.2, socket_timeout=0.5)
+
+
 def test_redis_outage_keeps_the_target_refuses_switches_and_recovers(
     urls: dict[str, str], tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     proxy = Proxy(6379)
-    prefix = split_prefix(redis_url)[1]
-    via_proxy = f"redis://127.0.0.1:{proxy.port}/0?prefix={prefix}"
     direct = make_board(urls, tmp_path / "direct", redis_url)
-    board = make_board(urls, tmp_path / "b", via_proxy, poll_interval=0.2, socket_timeout=0.5)
+    board = board_via(proxy, urls, tmp_path / "b", redis_url)
     try:
         board.use("production")
         with caplog.at_level(logging.WARNING, logger="dbswap"):
@@ -318,10 +323,8 @@ def test_history_falls_back_to_this_hosts_file_while_redis_is_down(
     urls: dict[str, str], tmp_path: Path, redis_url: str
 ) -> None:
     proxy = Proxy(6379)
-    prefix = split_prefix(redis_url)[1]
-    via_proxy = f"redis://127.0.0.1:{proxy.port}/0?prefix={prefix}"
     other = make_board(urls, tmp_path / "other", redis_url)
-    board = make_board(urls, tmp_path / "b", via_proxy, poll_interval=0.2, socket_timeout=0.5)
+    board = board_via(proxy, urls, tmp_path / "b", redis_url)
     try:
         board.use("production", user="alice")
         other.use("local", user="carol")

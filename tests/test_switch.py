@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 import dbswap._engines
-from dbhelpers import ITEMS, labels, pg_connections, seed
+from dbhelpers import ITEMS, Item, labels, pg_connections, seed
 from dbswap import (
     ConfigError,
     Switchboard,
@@ -24,16 +24,6 @@ from dbswap import (
     TargetUnavailable,
     UnknownTarget,
 )
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Item(Base):
-    __tablename__ = "items"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    label: Mapped[str] = mapped_column(sa.String(100))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
