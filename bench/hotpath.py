@@ -1,10 +1,10 @@
 """The hot path, piece by piece: what one pinned session costs, in ns, and where it goes.
 
 Micro-benchmarks (interleaved like everything else) of each step a pinned
-session takes in the current code: the 8-byte read of the memory-mapped
-generation counter (``db-target.gen``) and ``time.monotonic()``, which
-is all the inline fast-pin check of a new session does, then a
-PinnedSession's create+close and ``get_bind``. Beside them, for reference,
+session takes in the current code: the read of the memory-mapped generation
+counter (``db-target.gen``), which is all the inline fast-pin check of a new
+session does, then create+close through ``board.sessionmaker()`` and through
+``board.session_class``, and ``get_bind``. Beside them, for reference,
 the slow path taken once a second or after a switch: ``Switchboard._pin()``
 and the ``os.stat`` of the state file in ``FileStateStore.current()``
 (which every session paid before the counter). ``session.plain`` runs
@@ -19,10 +19,9 @@ import io
 import os
 import pstats
 import statistics
-import time
 from collections.abc import Callable
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from dbswap import Switchboard
 from dbswap._state import FileStateStore
@@ -38,7 +37,7 @@ TOTAL_NS = "per-session total, dbswap - plain"
 
 # key, label, subject variant, baseline variant, baseline label
 ROWS = (
-    ("h.counter", "mmap counter read (8 bytes)", "counter", "stat", "os.stat(state file)"),
+    ("h.counter", "mmap counter read (64-bit item)", "counter", "stat", "os.stat(state file)"),
     ("h.current", "FileStateStore.current(), counter unchanged", "current", "stat", "os.stat"),
     (
         "h.current.stat",
@@ -53,6 +52,13 @@ ROWS = (
     ("h.pin", "Switchboard._pin() (slow path, cached tuple)", "pin", "current", "current()"),
     ("h.get_bind", "PinnedSession.get_bind()", "get_bind.pinned", "get_bind.plain", "plain"),
     ("h.session", "PinnedSession() create+close", "session.pinned", "session.plain", "plain"),
+    (
+        "h.maker",
+        "board.sessionmaker()() create+close",
+        "maker.pinned",
+        "maker.plain",
+        "sessionmaker(bind=engine)()",
+    ),
 )
 
 
@@ -71,23 +77,22 @@ def run(ws: Workspace) -> list[Row]:
     board._pin(False)
     board._pin(False)  # the second one installs a fast pin with a live deadline
     session_class = board.session_class
-    monotonic = time.monotonic
 
-    def fast_check() -> object:  # what PinnedSession.__init__ does inline
+    def fast_check() -> object:  # what a new session does inline
         fast = session_class._dbswap_fast
-        if fast is not None and fast[0][:8] == fast[1] and monotonic() < fast[2]:
+        if fast is not None and fast[0][0] == fast[1]:
             return fast[3]
         return None
 
     if fast_check() is None:
         raise RuntimeError("the board installed no fast pin")
     plain_open, pinned_open = Session(bind=engine), board.session_class()
+    plain_maker, pinned_maker = sessionmaker(bind=engine), board.sessionmaker()
     try:
         ops: dict[str, Callable[[], object]] = {
             "empty": lambda: None,
             "stat": lambda: os.stat(path),
             "counter": counter.read,
-            "monotonic": time.monotonic,
             "current": store.current,
             "current.stat": store._stat_current,
             "current.nofile": fresh_store.current,
@@ -99,6 +104,8 @@ def run(ws: Workspace) -> list[Row]:
             "session.plain": lambda: Session(bind=engine).close(),
             "session.plain.twin": lambda: Session(bind=engine).close(),
             "session.pinned": lambda: board.session_class().close(),
+            "maker.plain": lambda: plain_maker().close(),
+            "maker.pinned": lambda: pinned_maker().close(),
         }
         variants: dict[str, Batch] = {name: timed_loop(op) for name, op in ops.items()}
         times = interleave(
@@ -141,15 +148,15 @@ def breakdown(times: dict[str, list[float]]) -> dict[str, float]:
     fast = m["fast"] - m["empty"]
     current = m["current"] - m["empty"]
     counter = m["counter"] - m["empty"]
-    monotonic = m["monotonic"] - m["empty"]
     return {
         "harness loop + call (subtracted below)": m["empty"],
         TOTAL_NS: total,
         "  inline fast-pin check": fast,
-        "    mmap counter read (8-byte slice)": counter,
-        "    time.monotonic()": monotonic,
-        "    the rest (attribute loads, compares)": fast - counter - monotonic,
+        "    mmap counter read": counter,
+        "    the rest (attribute loads, compare)": fast - counter,
         "  PinnedSession __init__/close beyond the check": total - fast,
+        "board.sessionmaker()() create+close, dbswap - plain sessionmaker": m["maker.pinned"]
+        - m["maker.plain"],
         "slow path (once a second, after a switch): Switchboard._pin()": m["pin"] - m["empty"],
         "  of which FileStateStore.current()": current,
         "A/A: plain twin - plain (resolution of these figures)": m["session.plain.twin"]

@@ -81,6 +81,7 @@ EXPECTED_ROWS = (
         "h.pin",
         "h.get_bind",
         "h.session",
+        "h.maker",
         "t.session.after",
         "t.session.worst",
         "t.session.first",

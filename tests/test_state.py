@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -154,3 +157,63 @@ def test_a_state_replaced_without_its_counter_bump_is_followed_within_revalidate
         assert time.monotonic() - started < 2.0, "the edited state was never followed"
         time.sleep(0.01)
     assert board.active == "local"
+
+
+def test_a_forked_child_follows_a_state_replaced_without_its_bump(
+    board: Switchboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child has no expiry thread of its parent's: it must start its own."""
+    monkeypatch.setattr("dbswap._state.REVALIDATE", 0.2)
+    make = board.sessionmaker()
+    board.use("production")
+    with make() as s:
+        s.get_bind()  # the parent's fast pin and expiry thread
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: pin, say so, then wait for the unbumped change
+        code = 1
+        try:
+            for _ in range(2):
+                with make() as s:
+                    assert s.dbswap_target == "production"
+            os.write(ready_w, b"x")
+            started = time.monotonic()
+            while time.monotonic() - started < 3.0:
+                with make() as s:
+                    if s.dbswap_target == "local":
+                        code = 0
+                        break
+                time.sleep(0.01)
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    assert os.read(ready_r, 1) == b"x"
+    os.close(ready_r)
+    edited = board.runtime_dir / "edited.json"
+    edited.write_text(State("local", 7, switched_by="an editor").to_json())
+    edited.replace(state_file(board))
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child never followed the edited state"
+
+
+def test_the_expiry_thread_starts_with_a_fast_pin_and_ends_with_the_last_board(
+    tmp_path: Path, sqlite_url: Callable[[str], str]
+) -> None:
+    urls = {"local": sqlite_url("local"), "production": sqlite_url("production")}
+    code = f"""
+import threading, time
+from dbswap import Switchboard
+def running():
+    return any(t.name == "dbswap-pin-expiry" for t in threading.enumerate())
+board = Switchboard({urls!r}, runtime_dir={str(tmp_path / "rt")!r})
+assert not running()
+board.use("production")
+board.sessionmaker()().close()
+assert running()
+board.close()
+started = time.monotonic()
+while running():
+    assert time.monotonic() - started < 2, "the thread outlived the last board"
+    time.sleep(0.02)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -150,6 +150,49 @@ def test_explicit_bind_is_honoured(board: Switchboard) -> None:
         assert s.dbswap_target is None
 
 
+def test_every_way_of_calling_a_sessionmaker_pins_or_honours_its_bind(
+    board: Switchboard,
+) -> None:
+    production = board.engine_for("production")
+    make = board.sessionmaker(autoflush=False, info={"app": "shop"})
+    # twice: the first session takes the slow pin, the next ones the fast path
+    sessions = [make(), make(), make(info={"request": 1})]
+    for s in sessions:
+        assert s.dbswap_target == "local" and read_labels(s) == ["local-1", "local-2"]
+        assert s.autoflush is False and s.info["app"] == "shop"
+        assert s.bind is board.engine_for("local")
+        s.close()
+        assert s.bind is None  # the next transaction pins again
+    assert sessions[2].info == {"app": "shop", "request": 1}
+
+    with make(bind=production) as explicit:
+        assert read_labels(explicit) == ["prod-1"] and explicit.dbswap_target is None
+        explicit.close()
+        assert explicit.bind is production  # an explicit bind is kept
+    for maker in (board.sessionmaker(bind=production), board.sessionmaker()):
+        maker.configure(bind=production)
+        with maker() as s:
+            assert read_labels(s) == ["prod-1"] and s.dbswap_target is None
+    following = board.sessionmaker(bind=board.engine)  # "follow the board"
+    board.use("production")
+    for _ in range(2):
+        with following() as s, make() as t:
+            assert s.dbswap_target == t.dbswap_target == "production"
+            assert read_labels(s) == read_labels(t) == ["prod-1"]
+
+
+def test_events_on_a_sessionmaker_fire_for_its_pinned_sessions(board: Switchboard) -> None:
+    make = board.sessionmaker()
+    begun: list[str | None] = []
+    sa.event.listen(make, "after_begin", lambda s, *_: begun.append(s.dbswap_target))
+    for _ in range(3):
+        with make() as s:
+            read_labels(s)
+    with board.sessionmaker()() as other:
+        read_labels(other)
+    assert begun == ["local"] * 3
+
+
 def test_switching_to_the_active_target_is_a_no_op(board: Switchboard) -> None:
     board.use("production")
     result = board.use("production")

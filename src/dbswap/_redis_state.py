@@ -88,7 +88,7 @@ class RedisStateStore:
         self.poll_interval = poll_interval
         self.lease = lease
         self._cached: State | None = None
-        self._version = bytearray(8)  # bumped after each change of _cached: see signal()
+        self._version = memoryview(bytearray(8)).cast("Q")  # bumped when _cached changes
         self._version_lock = threading.Lock()
         self._reachable = True
         self._thread_lock = threading.Lock()
@@ -116,8 +116,7 @@ class RedisStateStore:
             return  # a poll that found nothing new must not look like a change
         self._cached = state
         with self._version_lock:
-            value = int.from_bytes(self._version, "little") + 1
-            self._version[:] = value.to_bytes(8, "little")
+            self._version[0] = (self._version[0] + 1) % 2**64
 
     def read(self) -> State | None:
         try:

@@ -12,13 +12,13 @@ stays where it began.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
-from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from ._state import Signal
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._switchboard import Switchboard
 
 Pin = tuple[str, bool, Engine]  # (target, read-only, engine)
-FastPin = tuple[Signal, bytes | bytearray, float, Pin]  # see Switchboard._set_fast
+FastPin = tuple[Signal, int, float, Pin]  # see Switchboard._set_fast
 
 
 class PinnedSession(Session):
@@ -35,6 +35,9 @@ class PinnedSession(Session):
     ``board.sessionmaker()`` and ``board.session_class`` give a subclass tied
     to a board; use those rather than this class directly. An explicit
     ``bind=`` or ``binds=`` is honoured as in any SQLAlchemy Session.
+
+    The pinned engine is the session's ``bind`` until ``close()``; the next
+    transaction then pins again.
     """
 
     _dbswap_board: ClassVar[Switchboard]
@@ -42,46 +45,104 @@ class PinnedSession(Session):
     _dbswap_fast: ClassVar[FastPin | None] = None
     # Defaults on the class: a pinned session writes only what pinning sets.
     _dbswap_explicit = False
-    _dbswap_engine: Engine | None = None
-    dbswap_target: str | None = None
-    dbswap_read_only = False
+    _dbswap_pinned: Pin | None = None  # the latest pin, kept after close() for dbswap_target
 
     def __init__(self, bind: Any = None, **kw: Any) -> None:
         if bind is not None and isinstance(bind, RoutingEngine):
             bind = None  # board.engine means "follow the board": that is what pinning does
         if bind is None and not kw.get("binds"):
-            # The hot path, inline (every call here costs): the board's fast pin when fresh.
             fast = self._dbswap_fast
-            if fast is not None and fast[0][:8] == fast[1] and monotonic() < fast[2]:
-                self.dbswap_target, self.dbswap_read_only, self._dbswap_engine = fast[3]
+            if fast is not None and fast[0][0] == fast[1]:
+                pinned = fast[3]
             else:
-                self.dbswap_target, self.dbswap_read_only, self._dbswap_engine = (
-                    self._dbswap_board._pin(self._dbswap_async)
-                )
-            super().__init__(**kw)
+                pinned = self._dbswap_board._pin(self._dbswap_async)
+            super().__init__(bind=pinned[2], **kw)
+            self._dbswap_pinned = pinned
         else:
             super().__init__(bind=bind, **kw)
             self._dbswap_explicit = True
 
+    @property
+    def dbswap_target(self) -> str | None:
+        """The target this session is (or was last) pinned to; None with an explicit bind."""
+        return self._dbswap_pinned[0] if self._dbswap_pinned is not None else None
+
+    @property
+    def dbswap_read_only(self) -> bool:
+        """Whether that pin was to the target in read-only mode."""
+        return self._dbswap_pinned is not None and self._dbswap_pinned[1]
+
     def _dbswap_pin(self) -> Engine:
-        name, read_only, engine = self._dbswap_board._pin(self._dbswap_async)
-        self.dbswap_target, self.dbswap_read_only, self._dbswap_engine = name, read_only, engine
-        return engine
+        pinned = self._dbswap_board._pin(self._dbswap_async)
+        self._dbswap_pinned, self.bind = pinned, pinned[2]
+        return pinned[2]
 
     def get_bind(
         self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any
     ) -> Any:
         if bind is None and not self._dbswap_explicit:
-            return self._dbswap_engine or self._dbswap_pin()
+            return self.bind or self._dbswap_pin()
         return super().get_bind(mapper, clause=clause, bind=bind, **kw)
 
     def close(self) -> None:
         super().close()
-        self._dbswap_engine = None  # the next transaction may follow a switch
+        if not self._dbswap_explicit:
+            self.bind = None  # the next transaction may follow a switch
 
     def reset(self) -> None:
         super().reset()
-        self._dbswap_engine = None
+        if not self._dbswap_explicit:
+            self.bind = None
+
+
+_SESSION_DEFAULTS = {  # sessionmaker passes some of these anyway
+    name: parameter.default
+    for name, parameter in inspect.signature(Session.__init__).parameters.items()
+    if parameter.default is not inspect.Parameter.empty and name != "bind"
+}
+
+
+class PinningSessionmaker(sessionmaker[PinnedSession]):
+    """``board.sessionmaker()``: a real sessionmaker that pins in ``__call__``.
+
+    While the board's fast pin is fresh, a session is built with SQLAlchemy's
+    own ``Session.__init__``, the pinned engine as its bind and only the
+    arguments that differ from Session's defaults: ``PinnedSession.__init__``
+    and the keyword arguments sessionmaker always passes would cost a session
+    on SQLite more than the whole 1 % budget. Everything else (arguments, a
+    stale pin, an explicit bind) takes the usual path through
+    ``PinnedSession.__init__``.
+    """
+
+    def __init__(self, class_: type[PinnedSession], **kw: Any) -> None:
+        super().__init__(class_=class_, **kw)
+        self._pinning_kw = self._without_routing_bind()
+
+    def configure(self, **new_kw: Any) -> None:
+        super().configure(**new_kw)
+        self._pinning_kw = self._without_routing_bind()
+
+    def _without_routing_bind(self) -> dict[str, Any] | None:
+        """The arguments of a pinned session, or None if they name a bind of their own."""
+        kw = {
+            k: v
+            for k, v in self.kw.items()
+            if k not in _SESSION_DEFAULTS or v is not _SESSION_DEFAULTS[k]
+        }
+        bind = kw.pop("bind", None)
+        if (bind is not None and not isinstance(bind, RoutingEngine)) or kw.get("binds"):
+            return None
+        return kw
+
+    def __call__(self, **local_kw: Any) -> PinnedSession:
+        cls, kw = self.class_, self._pinning_kw
+        fast = cls._dbswap_fast
+        if local_kw or kw is None or fast is None or fast[0][0] != fast[1]:
+            return super().__call__(**local_kw)
+        session: PinnedSession = object.__new__(cls)
+        Session.__init__(session, fast[3][2], **kw)
+        session._dbswap_pinned = fast[3]
+        return session
 
 
 def pinned_session_class(board: Switchboard, *, is_async: bool = False) -> type[PinnedSession]:
@@ -116,7 +177,7 @@ class RoutingEngine:
 
     def connect(self) -> Connection:
         fast = self._fast
-        if fast is not None and fast[0][:8] == fast[1] and monotonic() < fast[2]:
+        if fast is not None and fast[0][0] == fast[1]:
             return fast[3][2].connect()
         return self._board._pin(False)[2].connect()
 

@@ -1,6 +1,6 @@
 """The persisted active target: a small JSON file, written atomically, shared by processes.
 
-Readers are cheap: ``current()`` compares an 8-byte generation counter,
+Readers are cheap: ``current()`` compares a 64-bit generation counter,
 ``db-target.gen``, memory-mapped by every process of the host, with the
 value it last saw. Writers bump it after replacing the state and before
 ``use()`` returns; only then does a reader ``stat()`` the file (and re-read
@@ -87,7 +87,7 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-Signal = mmap.mmap | bytearray  # see StateStore.signal()
+Signal = memoryview  # one unsigned 64-bit item: see StateStore.signal()
 
 
 class StateStore(Protocol):
@@ -97,11 +97,11 @@ class StateStore(Protocol):
         """The committed state, cheaply; None when missing or unreadable."""
 
     def signal(self) -> tuple[Signal, float] | None:
-        """What lets a caller skip ``current()``: (buffer, monotonic deadline).
+        """What lets a caller skip ``current()``: (stamp, monotonic deadline).
 
-        The buffer's first 8 bytes change whenever ``current()`` may return
-        something new; until the deadline, a state read after the bytes is
-        still current while they are unchanged. None: call ``current()``.
+        ``stamp[0]`` changes whenever ``current()`` may return something new;
+        until the deadline, a state read after it is still current while it
+        is unchanged. None: call ``current()``.
         """
 
     def lock(self, timeout: float) -> contextlib.AbstractContextManager[None]:
@@ -142,20 +142,18 @@ class GenerationCounter:
             self._map = mmap.mmap(fd, self.SIZE)
         finally:
             os.close(fd)
+        # Indexing this gives the value as an int, with no bytes object made: the hot path.
+        self.view = memoryview(self._map).cast("Q")
 
-    @property
-    def buffer(self) -> mmap.mmap:
-        return self._map
-
-    def read(self) -> bytes:
-        return self._map[: self.SIZE]
+    def read(self) -> int:
+        return self.view[0]
 
     def bump(self) -> None:
         """Only under the switch lock: one writer at a time."""
-        value = int.from_bytes(self._map[: self.SIZE], "little") + 1
-        self._map[: self.SIZE] = value.to_bytes(self.SIZE, "little")
+        self.view[0] = (self.view[0] + 1) % 2**64
 
     def close(self) -> None:
+        self.view.release()
         self._map.close()
 
 
@@ -173,7 +171,7 @@ class FileStateStore:
         self._counter: GenerationCounter | None = None
         self._counter_retry = 0.0  # monotonic time before which opening it is not retried
         # (counter value, monotonic time of the stat, state): the fast path, one tuple.
-        self._fast: tuple[bytes, float, State | None] = (b"", 0.0, None)
+        self._fast: tuple[int | None, float, State | None] = (None, 0.0, None)
 
     def describe(self) -> str:
         return str(self.path)
@@ -191,14 +189,14 @@ class FileStateStore:
 
     def signal(self) -> tuple[Signal, float] | None:
         counter = self._counter or self._open_counter()
-        return None if counter is None else (counter.buffer, self._fast[1] + REVALIDATE)
+        return None if counter is None else (counter.view, self._fast[1] + REVALIDATE)
 
     def current(self) -> State | None:
         counter = self._counter or self._open_counter()
-        stamp = counter.read() if counter is not None else b""
+        stamp = counter.read() if counter is not None else None
         known, checked, state = self._fast
         now = time.monotonic()
-        if stamp and stamp == known and now - checked < REVALIDATE:
+        if stamp is not None and stamp == known and now - checked < REVALIDATE:
             return state
         state = self._stat_current()
         self._fast = (stamp, now, state)
@@ -235,7 +233,7 @@ class FileStateStore:
 
     def read(self) -> State | None:
         self._snapshot = (None, None)  # force a fresh parse
-        self._fast = (b"", 0.0, None)
+        self._fast = (None, 0.0, None)
         state = self._stat_current()
         if state is None and self.path.exists():
             raise StateUnreadable(str(self.path))
@@ -300,7 +298,7 @@ class FileStateStore:
             raise
         _fsync_dir(self.runtime_dir)
         self._snapshot = (None, None)
-        self._fast = (b"", 0.0, None)
+        self._fast = (None, 0.0, None)
         counter = self._counter or self._open_counter()
         if counter is not None:
             counter.bump()  # before use() returns: every process's next session re-checks

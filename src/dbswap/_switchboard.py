@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import os
 import threading
 import time
@@ -21,7 +22,6 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
-from sqlalchemy.orm import sessionmaker as _sessionmaker
 
 from ._audit import AuditLog
 from ._engines import EngineCache, check_read_only_possible
@@ -33,10 +33,16 @@ from ._errors import (
     TargetUnavailable,
     UnknownTarget,
 )
+from ._expiry import expiry
 from ._health import Health, check_target
 from ._masking import mask_text
 from ._schema import AlembicGuard, SchemaGuard
-from ._sessions import FastPin, PinnedSession, RoutingEngine, pinned_session_class
+from ._sessions import (
+    FastPin,
+    PinningSessionmaker,
+    RoutingEngine,
+    pinned_session_class,
+)
 from ._state import FileStateStore, State, StateStore, StateUnreadable, utc_now
 from ._targets import (
     Target,
@@ -276,24 +282,28 @@ class Switchboard:
         if self._gate is not None:
             self._wait_for_gate()
         # The production lock ignores the state: nothing to watch, every session comes here.
-        signal = None if self.production_lock else self._store.signal()
-        stamp = signal[0][:8] if signal is not None else b""  # read before the state
+        before = None if self.production_lock else self._store.signal()
+        stamp = before[0][0] if before is not None else 0  # read before the state
         epoch = self._engines.epoch
         name, read_only = self._current()
         pinned = (name, read_only, self._engines.bind(self._targets[name], is_async, read_only))
+        # The deadline after the state: it counts from the stat that state came from.
+        signal = self._store.signal() if before is not None else None
         if signal is not None and epoch == self._engines.epoch:
             self._set_fast(is_async, (signal[0], stamp, signal[1], pinned))
             if self._gate is not None:  # a drain began meanwhile: its sessions must wait
                 self._drop_fast()
+            elif signal[1] != math.inf:
+                expiry.watch(self)
         return pinned
 
     def _set_fast(self, is_async: bool, fast: FastPin | None) -> None:
         """Give the session class (and, for sync, ``board.engine``) a pin they check inline.
 
-        ``(buffer, stamp, deadline, pinned)``: while the buffer still starts with
-        ``stamp`` and the deadline has not passed, ``pinned`` is what ``_pin``
-        would return. Checking that takes one 8-byte compare and a clock read,
-        with no call into the board: the hot path of every session.
+        ``(counter, stamp, deadline, pinned)``: while ``counter[0]`` is still
+        ``stamp``, ``pinned`` is what ``_pin`` would return. Checking that is
+        one read of shared memory, with no call into the board and no clock:
+        the hot path of every session. The deadline is kept by ``_expiry``.
         """
         if is_async:
             self._async_session_class._dbswap_fast = fast
@@ -305,6 +315,15 @@ class Switchboard:
         """Send every new session through ``_pin`` (a drain, new engines, closing)."""
         self._set_fast(False, None)
         self._set_fast(True, None)
+
+    def _expire_fast(self, now: float) -> None:
+        """Drop the fast pins whose deadline has passed (from the ``_expiry`` thread)."""
+        for is_async, fast in (
+            (False, self.session_class._dbswap_fast),
+            (True, self._async_session_class._dbswap_fast),
+        ):
+            if fast is not None and fast[2] <= now:
+                self._set_fast(is_async, None)  # racing a fresh pin only costs one slow path
 
     def _observe(self, state: State | None) -> tuple[str, bool]:
         """Resolve a newly seen state to (target, read-only) and follow it."""
@@ -363,9 +382,9 @@ class Switchboard:
     def async_engine_for(self, target: str | None = None) -> AsyncEngine:
         return self._engines.async_(self.target(target))
 
-    def sessionmaker(self, **kw: Any) -> _sessionmaker[PinnedSession]:
+    def sessionmaker(self, **kw: Any) -> PinningSessionmaker:
         """A real ``sessionmaker`` whose sessions are pinned to the active target."""
-        return _sessionmaker(class_=self.session_class, **kw)
+        return PinningSessionmaker(self.session_class, **kw)
 
     def async_sessionmaker(self, **kw: Any) -> _async_sessionmaker[AsyncSession]:
         """A real ``async_sessionmaker`` whose sessions are pinned to the active target."""
@@ -594,6 +613,7 @@ class Switchboard:
     def close(self) -> None:
         """Dispose of the engines and stop the state store's background work."""
         self._drop_fast()  # it may hold the store's memory map
+        expiry.forget(self)
         self._engines.dispose()
         self._store.close()
 

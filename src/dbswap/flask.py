@@ -145,7 +145,6 @@ class Session(PinnedSession, _FlaskSQLAlchemySession):
     def __init__(self, db: SQLAlchemy, bind: Any = None, **kw: Any) -> None:
         # Flask-SQLAlchemy's __init__, then our own pin (the request's, not the board's now).
         _FlaskSQLAlchemySession.__init__(self, db, bind=bind, **kw)
-        self._dbswap_engine = None
         self._dbswap_explicit = bind is not None or bool(kw.get("binds"))
         if not self._dbswap_explicit:
             self._dbswap_pin()
@@ -153,9 +152,9 @@ class Session(PinnedSession, _FlaskSQLAlchemySession):
     def _dbswap_pin(self) -> Engine:
         board = current_board()
         _follow(self._db, app_ctx.app, board)  # in case db.init_app ran after DBSwap.init_app
-        self.dbswap_target, self.dbswap_read_only, engine = _pin(board)
-        self._dbswap_engine = engine
-        return engine
+        pinned = _pin(board)
+        self._dbswap_pinned, self.bind = pinned, pinned[2]
+        return pinned[2]
 
     def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
         if bind is None and not self._dbswap_explicit and _bind_key(mapper, clause) is not None:
