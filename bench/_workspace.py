@@ -41,8 +41,8 @@ class Sizes:
 
 
 FULL = Sizes(
-    rounds=61,
-    batch_seconds=0.01,
+    rounds=81,
+    batch_seconds=0.02,
     micro_rounds=31,
     micro_batch_seconds=0.015,
     switches=200,

@@ -145,7 +145,8 @@ def _implied(rows: list[Row], ws: Workspace) -> list[str]:
     """Cross-check: the overhead ratios implied by the hot path's ns per session."""
     breakdown = ws.extra.get("breakdown_ns")
     extra = breakdown.get(TOTAL_NS) if isinstance(breakdown, dict) else None
-    overhead = [r for r in rows if r.suite == "overhead" and r.baseline and r.ratio]
+    # ORM rows only: Core rows go through board.engine, not a session.
+    overhead = [r for r in rows if r.suite == "overhead" and ".get." in r.key and r.baseline]
     if not isinstance(extra, float) or not overhead:
         return []
     implied = ", ".join(
