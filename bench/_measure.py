@@ -2,15 +2,18 @@
 
 This machine is shared and noisy: its speed drifts by tens of percent within
 seconds. So variants never run in separate phases. Each round runs every
-variant once, in a rotated order (A B, B A, ...), ratios are taken within a
-round (paired), and the figure is the median of those ratios over rounds. Its
-~95 % interval comes from order statistics, so no distribution is assumed.
+variant once, in a shuffled order (so no variant always follows the same
+one: a batch can warm or cool the machine for the next), ratios are taken
+within a round (paired), and the figure is the median of those ratios over
+rounds. Its ~95 % interval comes from order statistics, so no distribution
+is assumed.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -73,9 +76,11 @@ def interleave(
     gc.collect()
     gc.freeze()
     try:
+        order = list(names)
+        shuffle = random.Random(len(names) * 7919 + rounds).shuffle  # the same orders every run
         for r in range(warmup + rounds):
-            shift = r % len(names)
-            for name in names[shift:] + names[:shift]:
+            shuffle(order)
+            for name in order:
                 n = sizes[name]
                 elapsed = variants[name](n)
                 if r >= warmup:

@@ -4,23 +4,25 @@ Targets: boards with 2, 10 and 50 SQLite targets; each row is dbswap against
 a plain session on the same engine, and a finer one compares the bare
 session creation (no query) of each board with the 2-target board's.
 Threads: 1, 4 and 16 threads create sessions at once on one board (a pool
-large enough for all); the figure is wall time per session, dbswap vs plain.
+large enough for all); the figure is wall time per session, dbswap vs plain,
+with and without a query.
 All variants of a group run interleaved in the same rounds.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session
 
 from ._databases import seed, sqlite_file
 from ._measure import Batch, interleave, paired, timed_loop
 from ._report import Row
 from ._workspace import Workspace
-from .overhead import TARGET, orm_get, switched_once
+from .overhead import TARGET, orm_get, pinned_makers, plain_makers, switched_once
 
 SUITE = "scaling"
 
@@ -39,9 +41,9 @@ def _targets(ws: Workspace) -> list[Row]:
         urls.update({f"t{i:02d}": sqlite_file(ws.fast, f"scale{n}-t{i:02d}") for i in range(1, n)})
         board = ws.board(urls, f"scale-{n}")
         switched_once(board, "t01")
-        get_variants[f"dbswap-{n}"] = orm_get(board.sessionmaker())
-        get_variants[f"plain-{n}"] = orm_get(sessionmaker(bind=board.engine_for("local")))
-        create_variants[f"create-{n}"] = timed_loop(_create_close(board.sessionmaker()))
+        get_variants[f"dbswap-{n}"] = orm_get(pinned_makers(board))
+        get_variants[f"plain-{n}"] = orm_get(plain_makers(board.engine_for("local")))
+        create_variants[f"create-{n}"] = timed_loop(_create_close(pinned_makers(board)))
     sizes = ws.sizes
     times = interleave(get_variants, rounds=sizes.rounds, batch_seconds=sizes.batch_seconds)
     rows = [
@@ -74,10 +76,11 @@ def _targets(ws: Workspace) -> list[Row]:
     return rows
 
 
-def _create_close(factory: Callable[[], object]) -> Callable[[], None]:
+def _create_close(factories: list[Callable[[], Session]]) -> Callable[[], None]:
+    next_factory = itertools.cycle(factories).__next__
+
     def op() -> None:
-        session = factory()
-        session.close()  # type: ignore[attr-defined]
+        next_factory()().close()
 
     return op
 
@@ -115,28 +118,46 @@ def _threads(ws: Workspace) -> list[Row]:
         engine_options={"pool_size": most + 2, "max_overflow": 0},
     )
     switched_once(board, "production")
-    plain = sessionmaker(bind=board.engine_for("local"))
-    variants: dict[str, Batch] = {}
-    for n in ws.sizes.threads:
-        variants[f"dbswap-{n}"] = threaded(orm_get(board.sessionmaker()), n)
-        variants[f"plain-{n}"] = threaded(orm_get(plain), n)
-        variants[f"twin-{n}"] = threaded(orm_get(sessionmaker(bind=board.engine_for("local"))), n)
+    engine = board.engine_for("local")
     sizes = ws.sizes
-    # Long batches: with several threads, a batch ends with its slowest thread, whose
-    # share of the GIL varies from batch to batch.
-    times = interleave(variants, rounds=sizes.rounds, batch_seconds=sizes.batch_seconds * 3)
     rows = []
-    for n in sizes.threads:
-        floor = paired(times[f"twin-{n}"], times[f"plain-{n}"])
+    for n in sizes.threads:  # one group per thread count: only like is compared with like
+        # Long batches: with several threads, a batch ends with its slowest thread, whose
+        # share of the GIL varies from batch to batch.
+        times = interleave(
+            {
+                "dbswap": threaded(orm_get(pinned_makers(board)), n),
+                "plain": threaded(orm_get(plain_makers(engine)), n),
+                "twin": threaded(orm_get(plain_makers(engine)), n),
+                "dbswap.create": threaded(timed_loop(_create_close(pinned_makers(board))), n),
+                "plain.create": threaded(timed_loop(_create_close(plain_makers(engine))), n),
+            },
+            rounds=sizes.rounds,
+            batch_seconds=sizes.batch_seconds * 2,
+            same_size=False,  # sized per variant: a session without a query is 20x cheaper
+        )
+        floor = paired(times["twin"], times["plain"])
+        at_once = f"{n} thread{'s' if n > 1 else ''} at once"
         rows.append(
             Row.of(
                 SUITE,
                 f"4.threads.{n}",
-                f"ORM get, {n} thread{'s' if n > 1 else ''} at once (wall per session)",
-                paired(times[f"dbswap-{n}"], times[f"plain-{n}"]),
+                f"ORM get, {at_once} (wall per session)",
+                paired(times["dbswap"], times["plain"]),
                 "plain sessionmaker, same threads",
                 at_most=TARGET,
                 note=f"A/A {floor.ratio:.3f} [{floor.low:.3f}-{floor.high:.3f}]",
+            )
+        )
+        rows.append(
+            Row.of(
+                SUITE,
+                f"4.threads.{n}.create",
+                f"session create+close, {at_once}",
+                paired(times["dbswap.create"], times["plain.create"]),
+                "plain sessionmaker, same threads",
+                at_most=TARGET,
+                note="no query: the finest view of the per-session cost",
             )
         )
     return rows
