@@ -11,18 +11,23 @@ All variants of a group run interleaved in the same rounds.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy.orm import Session
-
 from ._databases import seed, sqlite_file
-from ._measure import Batch, interleave, paired, timed_loop
+from ._measure import Batch, interleave, paired
 from ._report import Row
 from ._workspace import Workspace
-from .overhead import TARGET, orm_get, pinned_makers, plain_makers, switched_once
+from .overhead import (
+    TARGET,
+    Factory,
+    get_one,
+    orm_get,
+    per_class,
+    plain_maker,
+    switched_once,
+)
 
 SUITE = "scaling"
 
@@ -41,9 +46,9 @@ def _targets(ws: Workspace) -> list[Row]:
         urls.update({f"t{i:02d}": sqlite_file(ws.fast, f"scale{n}-t{i:02d}") for i in range(1, n)})
         board = ws.board(urls, f"scale-{n}")
         switched_once(board, "t01")
-        get_variants[f"dbswap-{n}"] = orm_get(pinned_makers(board))
-        get_variants[f"plain-{n}"] = orm_get(plain_makers(board.engine_for("local")))
-        create_variants[f"create-{n}"] = timed_loop(_create_close(pinned_makers(board)))
+        get_variants[f"dbswap-{n}"] = orm_get(board.sessionmaker)
+        get_variants[f"plain-{n}"] = orm_get(plain_maker(board.engine_for("local")))
+        create_variants[f"create-{n}"] = per_class(board.sessionmaker, _create_close)
     sizes = ws.sizes
     times = interleave(get_variants, rounds=sizes.rounds, batch_seconds=sizes.batch_seconds)
     rows = [
@@ -76,25 +81,26 @@ def _targets(ws: Workspace) -> list[Row]:
     return rows
 
 
-def _create_close(factories: list[Callable[[], Session]]) -> Callable[[], None]:
-    next_factory = itertools.cycle(factories).__next__
-
-    def op() -> None:
-        next_factory()().close()
-
-    return op
+def _create_close(factory: Factory) -> None:
+    factory().close()
 
 
-def threaded(batch: Batch, threads: int) -> Batch:
-    """``batch`` split over ``threads`` threads started together; wall time for n ops."""
+def threaded(
+    make_factory: Callable[[], Factory], op: Callable[[Factory], object], threads: int
+) -> Batch:
+    """``op`` n times split over ``threads`` threads started together, all on one fresh
+    sessionmaker (see ``per_class``); wall time for the n ops."""
 
     def run_threads(n: int) -> float:
+        factory = make_factory()
+        op(factory)
         share = max(1, n // threads)
         barrier = threading.Barrier(threads + 1)
 
         def work() -> None:
             barrier.wait()
-            batch(share)
+            for _ in range(share):
+                op(factory)
 
         workers = [threading.Thread(target=work) for _ in range(threads)]
         for worker in workers:
@@ -118,7 +124,7 @@ def _threads(ws: Workspace) -> list[Row]:
         engine_options={"pool_size": most + 2, "max_overflow": 0},
     )
     switched_once(board, "production")
-    engine = board.engine_for("local")
+    plain = plain_maker(board.engine_for("local"))
     sizes = ws.sizes
     rows = []
     for n in sizes.threads:  # one group per thread count: only like is compared with like
@@ -126,11 +132,11 @@ def _threads(ws: Workspace) -> list[Row]:
         # share of the GIL varies from batch to batch.
         times = interleave(
             {
-                "dbswap": threaded(orm_get(pinned_makers(board)), n),
-                "plain": threaded(orm_get(plain_makers(engine)), n),
-                "twin": threaded(orm_get(plain_makers(engine)), n),
-                "dbswap.create": threaded(timed_loop(_create_close(pinned_makers(board))), n),
-                "plain.create": threaded(timed_loop(_create_close(plain_makers(engine))), n),
+                "dbswap": threaded(board.sessionmaker, get_one, n),
+                "plain": threaded(plain, get_one, n),
+                "twin": threaded(plain, get_one, n),
+                "dbswap.create": threaded(board.sessionmaker, _create_close, n),
+                "plain.create": threaded(plain, _create_close, n),
             },
             rounds=sizes.rounds,
             batch_seconds=sizes.batch_seconds * 2,
