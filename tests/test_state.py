@@ -7,12 +7,15 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+import dbswap._expiry
 from dbswap import Switchboard
 from dbswap._state import FileStateStore, State
 
@@ -202,6 +205,7 @@ def test_the_expiry_thread_starts_with_a_fast_pin_and_ends_with_the_last_board(
     urls = {"local": sqlite_url("local"), "production": sqlite_url("production")}
     code = f"""
 import threading, time
+import dbswap._expiry
 from dbswap import Switchboard
 def running():
     return any(t.name == "dbswap-pin-expiry" for t in threading.enumerate())
@@ -217,3 +221,33 @@ while running():
     time.sleep(0.02)
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_without_an_expiry_thread_sessions_still_follow_an_unbumped_change(
+    board: Switchboard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that cannot start a thread (interpreter shutdown, a thread limit) gets no
+    fast pin: its sessions work, and check the state file themselves."""
+
+    class NoThreads(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr("dbswap._state.REVALIDATE", 0.2)
+    monkeypatch.setattr(dbswap._expiry.expiry, "_thread", None)
+    monkeypatch.setattr(dbswap._expiry, "threading", SimpleNamespace(Thread=NoThreads))
+    make = board.sessionmaker()
+    board.use("production")
+    for _ in range(3):
+        with make() as s:
+            assert s.dbswap_target == "production"
+    edited = board.runtime_dir / "edited.json"
+    edited.write_text(State("local", 7, switched_by="an editor").to_json())
+    edited.replace(state_file(board))
+    started = time.monotonic()
+    while True:
+        with make() as s:
+            if s.dbswap_target == "local":
+                break
+        assert time.monotonic() - started < 2.0, "the edited state was never followed"
+        time.sleep(0.01)

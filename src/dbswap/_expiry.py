@@ -31,15 +31,24 @@ class _Expiry:
         self._boards: weakref.WeakSet[Switchboard] = weakref.WeakSet()
         self._thread: threading.Thread | None = None
 
-    def watch(self, board: Switchboard) -> None:
-        """Expire ``board``'s fast pins on time from now on (the slow path calls this)."""
+    def watch(self, board: Switchboard) -> bool:
+        """Expire ``board``'s fast pins on time from now on (the slow path calls this).
+
+        False if no thread can be started (interpreter shutdown, a thread limit):
+        the board must then do without fast pins.
+        """
         with self._lock:
             self._boards.add(board)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="dbswap-pin-expiry", daemon=True
-                )
-                self._thread.start()
+            if self._thread is not None and self._thread.is_alive():
+                return True
+            thread = threading.Thread(target=self._run, name="dbswap-pin-expiry", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                self._boards.discard(board)
+                return False
+            self._thread = thread
+            return True
 
     def forget(self, board: Switchboard) -> None:
         with self._lock:

@@ -293,8 +293,8 @@ class Switchboard:
             self._set_fast(is_async, (signal[0], stamp, signal[1], pinned))
             if self._gate is not None:  # a drain began meanwhile: its sessions must wait
                 self._drop_fast()
-            elif signal[1] != math.inf:
-                expiry.watch(self)
+            elif signal[1] != math.inf and not expiry.watch(self):
+                self._set_fast(is_async, None)  # nothing would expire it: no fast pin
         return pinned
 
     def _set_fast(self, is_async: bool, fast: FastPin | None) -> None:
