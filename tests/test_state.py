@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 import dbswap._expiry
-from dbswap import Switchboard
+from dbswap import PinnedSession, Switchboard
 from dbswap._state import FileStateStore, State
 
 
@@ -136,6 +136,25 @@ def test_switching_to_the_default_from_a_fresh_dir_is_a_no_op(board: Switchboard
     assert not state_file(board).exists()
 
 
+def edit_state_without_bump(board: Switchboard, target: str) -> None:
+    """Replace the state file as a hand edit (or a writer killed before its bump) would."""
+    edited = board.runtime_dir / "edited.json"
+    edited.write_text(State(target, 7, switched_by="an editor").to_json())
+    edited.replace(state_file(board))
+
+
+def wait_for_sessions_on(
+    make: Callable[[], PinnedSession], target: str, within: float = 2.0
+) -> None:
+    started = time.monotonic()
+    while True:
+        with make() as s:
+            if s.dbswap_target == target:
+                return
+        assert time.monotonic() - started < within, f"sessions never followed to {target!r}"
+        time.sleep(0.01)
+
+
 def test_a_state_replaced_without_its_counter_bump_is_followed_within_revalidate(
     board: Switchboard, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,17 +167,9 @@ def test_a_state_replaced_without_its_counter_bump_is_followed_within_revalidate
         s.get_bind()
         assert s.dbswap_target == "production"
     counter = (board.runtime_dir / "db-target.gen").read_bytes()
-    edited = board.runtime_dir / "edited.json"
-    edited.write_text(State("local", 7, switched_by="an editor").to_json())
-    edited.replace(state_file(board))
+    edit_state_without_bump(board, "local")
     assert (board.runtime_dir / "db-target.gen").read_bytes() == counter  # no bump
-    started = time.monotonic()
-    while True:
-        with make() as s:
-            if s.dbswap_target == "local":
-                break
-        assert time.monotonic() - started < 2.0, "the edited state was never followed"
-        time.sleep(0.01)
+    wait_for_sessions_on(make, "local")
     assert board.active == "local"
 
 
@@ -192,9 +203,7 @@ def test_a_forked_child_follows_a_state_replaced_without_its_bump(
     os.close(ready_w)
     assert os.read(ready_r, 1) == b"x"
     os.close(ready_r)
-    edited = board.runtime_dir / "edited.json"
-    edited.write_text(State("local", 7, switched_by="an editor").to_json())
-    edited.replace(state_file(board))
+    edit_state_without_bump(board, "local")
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the child never followed the edited state"
 
@@ -206,7 +215,7 @@ def test_the_expiry_thread_starts_with_a_fast_pin_and_ends_with_the_last_board(
     code = f"""
 import threading, time
 import dbswap._expiry
-from dbswap import Switchboard
+from dbswap import PinnedSession, Switchboard
 def running():
     return any(t.name == "dbswap-pin-expiry" for t in threading.enumerate())
 board = Switchboard({urls!r}, runtime_dir={str(tmp_path / "rt")!r})
@@ -241,13 +250,5 @@ def test_without_an_expiry_thread_sessions_still_follow_an_unbumped_change(
     for _ in range(3):
         with make() as s:
             assert s.dbswap_target == "production"
-    edited = board.runtime_dir / "edited.json"
-    edited.write_text(State("local", 7, switched_by="an editor").to_json())
-    edited.replace(state_file(board))
-    started = time.monotonic()
-    while True:
-        with make() as s:
-            if s.dbswap_target == "local":
-                break
-        assert time.monotonic() - started < 2.0, "the edited state was never followed"
-        time.sleep(0.01)
+    edit_state_without_bump(board, "local")
+    wait_for_sessions_on(make, "local")
