@@ -252,3 +252,29 @@ def test_without_an_expiry_thread_sessions_still_follow_an_unbumped_change(
             assert s.dbswap_target == "production"
     edit_state_without_bump(board, "local")
     wait_for_sessions_on(make, "local")
+
+
+def test_a_board_that_fails_to_expire_its_pins_does_not_stop_the_others(
+    board: Switchboard,
+    tmp_path: Path,
+    sqlite_url: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("dbswap._state.REVALIDATE", 0.2)
+    broken = Switchboard(
+        {"local": sqlite_url("b-local"), "production": sqlite_url("b-production")},
+        runtime_dir=tmp_path / "broken",
+    )
+
+    def fail(now: float) -> None:
+        raise RuntimeError("torn down")
+
+    monkeypatch.setattr(broken, "_expire_fast", fail)
+    broken.sessionmaker()().close()  # now watched by the same expiry thread
+    make = board.sessionmaker()
+    board.use("production")
+    with make() as s:
+        assert s.dbswap_target == "production"
+    edit_state_without_bump(board, "local")
+    wait_for_sessions_on(make, "local")
+    broken.close()

@@ -11,6 +11,7 @@ times per ``REVALIDATE`` period, and stops when no board needs it.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,8 @@ from . import _state
 
 if TYPE_CHECKING:
     from ._switchboard import Switchboard
+
+logger = logging.getLogger("dbswap")
 
 TICKS_PER_PERIOD = 4  # a pin outlives its deadline by at most REVALIDATE / 4
 
@@ -64,7 +67,10 @@ class _Expiry:
                     return
             now = time.monotonic()
             for board in boards:
-                board._expire_fast(now)
+                try:
+                    board._expire_fast(now)
+                except Exception:  # a board torn down meanwhile: the thread must go on
+                    logger.debug("expiring the fast pins of %r failed", board, exc_info=True)
 
     def _after_fork_in_child(self) -> None:
         # The thread is not in the child, and the lock may have been held by another thread.
