@@ -29,6 +29,11 @@ Pin = tuple[str, bool, Engine]  # (target, read-only, engine)
 FastPin = tuple[Signal, int, float, Pin]  # see Switchboard._set_fast
 
 
+def fresh(fast: FastPin | None) -> Pin | None:
+    """What a fast pin pins to, while the counter it was taken at is unchanged."""
+    return fast[3] if fast is not None and fast[0][0] == fast[1] else None
+
+
 class PinnedSession(Session):
     """A Session bound to the target that was active when it was created.
 
@@ -51,11 +56,7 @@ class PinnedSession(Session):
         if bind is not None and isinstance(bind, RoutingEngine):
             bind = None  # board.engine means "follow the board": that is what pinning does
         if bind is None and not kw.get("binds"):
-            fast = self._dbswap_fast
-            if fast is not None and fast[0][0] == fast[1]:
-                pinned = fast[3]
-            else:
-                pinned = self._dbswap_board._pin(self._dbswap_async)
+            pinned = fresh(self._dbswap_fast) or self._dbswap_board._pin(self._dbswap_async)
             super().__init__(bind=pinned[2], **kw)
             self._dbswap_pinned = pinned
         else:
@@ -73,7 +74,7 @@ class PinnedSession(Session):
         return self._dbswap_pinned is not None and self._dbswap_pinned[1]
 
     def _dbswap_pin(self) -> Engine:
-        pinned = self._dbswap_board._pin(self._dbswap_async)
+        pinned = fresh(self._dbswap_fast) or self._dbswap_board._pin(self._dbswap_async)
         self._dbswap_pinned, self.bind = pinned, pinned[2]
         return pinned[2]
 
@@ -136,7 +137,7 @@ class PinningSessionmaker(sessionmaker[PinnedSession]):
 
     def __call__(self, **local_kw: Any) -> PinnedSession:
         cls, kw = self.class_, self._pinning_kw
-        fast = cls._dbswap_fast
+        fast = cls._dbswap_fast  # fresh(), inline: this is the hot path of every session
         if local_kw or kw is None or fast is None or fast[0][0] != fast[1]:
             return super().__call__(**local_kw)
         session: PinnedSession = object.__new__(cls)
@@ -173,10 +174,10 @@ class RoutingEngine:
     @property
     def current(self) -> Engine:
         """The real Engine of the target active right now."""
-        return self._board._pin(False)[2]
+        return (fresh(self._fast) or self._board._pin(False))[2]
 
     def connect(self) -> Connection:
-        fast = self._fast
+        fast = self._fast  # fresh(), inline: this is the hot path of Core code
         if fast is not None and fast[0][0] == fast[1]:
             return fast[3][2].connect()
         return self._board._pin(False)[2].connect()
