@@ -191,29 +191,21 @@ def _load_rows(
                 f"{percentile(lat_b, 50) * 1000:.1f} ms switching"
             ),
         ),
-        Row(
-            suite=SUITE,
-            key=k_fail,
-            label=l_fail,
-            unit="count",
-            subject=float(failed),
-            baseline=float(requests),
-            baseline_label="requests sent",
-            ratio=failed / requests,
-            target="= 0",
+        _must_be_zero(
+            k_fail,
+            l_fail,
+            failed,
+            requests,
+            "requests sent",
             ok=failed == 0 and switch_failed == 0,
             note=f"warm-up included; switches posted: {switches}, failed: {switch_failed}",
         ),
-        Row(
-            suite=SUITE,
-            key=k_wrong,
-            label=l_wrong,
-            unit="count",
-            subject=float(wrong),
-            baseline=float(answered),
-            baseline_label="answers",
-            ratio=wrong / answered,
-            target="= 0",
+        _must_be_zero(
+            k_wrong,
+            l_wrong,
+            wrong,
+            answered,
+            "answers",
             ok=wrong == 0 and misplaced == 0 and in_both == 0,
             note=(
                 f"hits rows checked: {rows_checked}; pinned to the other database: "
@@ -221,6 +213,25 @@ def _load_rows(
             ),
         ),
     ]
+
+
+def _must_be_zero(
+    key: str, label: str, count: int, out_of: int, of_what: str, *, ok: bool, note: str
+) -> Row:
+    """A count row (failed or wrong answers) whose target is none at all."""
+    return Row(
+        suite=SUITE,
+        key=key,
+        label=label,
+        unit="count",
+        subject=float(count),
+        baseline=float(out_of),
+        baseline_label=of_what,
+        ratio=count / out_of,
+        target="= 0",
+        ok=ok,
+        note=note,
+    )
 
 
 def _propagation_rows(ws: Workspace, urls: dict[str, str], what: str) -> list[Row]:
