@@ -136,6 +136,29 @@ def test_routing_engine_follows_per_connection(board: Switchboard) -> None:
     assert engine.dialect.name == board.targets["production"].dialect
 
 
+def test_routing_engine_attributes_are_the_active_engines(board: Switchboard) -> None:
+    engine = board.engine
+    board.use("production")
+    production = board.engine_for("production")
+    assert engine.current is production
+    assert engine.url == production.url and engine.pool is production.pool
+    assert (engine.name, engine.driver) == (production.name, production.driver)
+    assert engine.engine is production
+    # Core helpers that take a bind reach the active target through it
+    sa.Table("made_here", sa.MetaData(), sa.Column("id", sa.Integer)).metadata.create_all(engine)
+    assert sa.inspect(production).has_table("made_here")
+    assert not sa.inspect(board.engine_for("local")).has_table("made_here")
+    raw = engine.raw_connection()
+    try:
+        assert raw.cursor().execute("SELECT label FROM items").fetchall() == [("prod-1",)]
+    finally:
+        raw.close()
+    # every public and internal Engine attribute is there, and nothing else is made up
+    assert all(hasattr(engine, name) for name in dir(sa.Engine) if not name.startswith("__"))
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        engine.no_such_thing  # noqa: B018
+
+
 def test_routing_engine_as_a_plain_session_bind_fails_clearly(board: Switchboard) -> None:
     with pytest.raises(TypeError, match=r"board\.sessionmaker"), Session(bind=board.engine) as s:
         s.execute(sa.text("SELECT 1"))
