@@ -68,7 +68,8 @@ def _switch_latency(ws: Workspace, server: DemoServer) -> list[Row]:
             server.switch(client, ("production", "local")[i % 2])
             switched = time.perf_counter() - started
             started = time.perf_counter()
-            client.get("/api/admin/database").raise_for_status()
+            if client.get("/api/admin/database").status != 200:
+                raise RuntimeError("GET /api/admin/database failed")
             status = time.perf_counter() - started
             if i >= 2:  # the first two warm both targets
                 switches.append(switched)
@@ -117,8 +118,8 @@ def _timeline(ws: Workspace, server: DemoServer) -> list[Row]:
                     break
                 started = time.perf_counter()
                 response = client.get("/api/tracks")
-                ok = response.status_code == 200
-                target = response.json()["target"] if ok else f"HTTP {response.status_code}"
+                ok = response.status == 200
+                target = response.json()["target"] if ok else f"HTTP {response.status}"
                 samples.append((started, time.perf_counter() - started, target))
 
     worker = threading.Thread(target=load, name="bench-http-load")

@@ -391,8 +391,10 @@ def check_read_only_possible(target: Target) -> None:
 
 
 async def _warm(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.exec_driver_sql("SELECT 1")
+    # Opening is the cost worth paying ahead; a query would only add round trips
+    # to the switch (the health check has already queried the target).
+    async with engine.connect():
+        pass
 
 
 async def _dispose_pool(engine: AsyncEngine) -> None:
