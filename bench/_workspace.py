@@ -41,7 +41,7 @@ class Sizes:
 
 
 FULL = Sizes(
-    rounds=81,
+    rounds=121,
     batch_seconds=0.02,
     micro_rounds=31,
     micro_batch_seconds=0.015,

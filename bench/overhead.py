@@ -215,14 +215,14 @@ def _sqlite_memory(ws: Workspace) -> list[Row]:
 
 
 def _sqlite_file(ws: Workspace) -> list[Row]:
-    # A file on tmpfs: a QueuePool as in a real app, and dbswap's check-in listener is on.
+    # A file on tmpfs: a QueuePool as in a real app.
     local = sqlite_file(ws.fast, "overhead-local")
     seed(local)
     urls = {"local": local, "production": sqlite_file(ws.fast, "overhead-prod")}
     board = ws.board(urls, "overhead-file")
     switched_once(board, "production")
     engine = board.engine_for("local")
-    own = sa.create_engine(board.url_for("local"))  # an app without dbswap: no listener
+    own = sa.create_engine(board.url_for("local"))  # an app without dbswap
     try:
         rows = measure(
             ws,
@@ -238,7 +238,7 @@ def _sqlite_file(ws: Workspace) -> list[Row]:
                 own,
                 board,
                 "plain sessionmaker, own engine",
-                note="end to end: also counts dbswap's pool check-in listener",
+                note="end to end: also counts how dbswap creates and prepares engines",
             ),
         )
         return rows

@@ -486,6 +486,30 @@ def test_a_connection_opened_by_a_pool_being_discarded_closes_when_given_back(
         board.dispose()
 
 
+def test_only_pools_dbswap_no_longer_hands_out_listen_to_check_ins(board: Switchboard) -> None:
+    """A check-in listener alone costs a SQLite query ~0.9 %: the pool of the active target and
+    mode has none; a retired one closes what it gets back, until the target is active again."""
+    make = board.sessionmaker()
+    local = board.engine_for("local")
+    with make() as s:
+        assert read_labels(s) == ["local-1", "local-2"]
+    assert not local.pool.dispatch.checkin
+    held = local.connect()  # in use across the switches
+    board.use("production")
+    assert local.pool.dispatch.checkin  # retired
+    board.use("local")
+    assert not local.pool.dispatch.checkin
+    assert board.engine_for("production").pool.dispatch.checkin
+    held.close()
+    board.use("local", read_only=True)  # the writable pool is released, the read-only one used
+    read_only = board._engines.sync(board.target("local"), read_only=True)
+    assert local.pool.dispatch.checkin and not read_only.pool.dispatch.checkin
+    board.use("local", read_only=False)
+    assert not local.pool.dispatch.checkin and read_only.pool.dispatch.checkin
+    with make() as s:
+        assert read_labels(s) == ["local-1", "local-2"]
+
+
 def test_in_memory_sqlite_targets_survive_switching(tmp_path: Path) -> None:
     """Their data lives in their connections: a switch must neither close nor re-probe them."""
     urls = {

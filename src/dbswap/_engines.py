@@ -6,6 +6,12 @@ its idle pooled connections are closed at once, and each connection still in
 use is closed when its session gives it back, so nothing stays open to an
 inactive database. Switching back un-retires it and reuses the engine.
 
+Retiring *parks* an engine: it hands out a pool that closes every connection
+given back to it, and its previous pool gets the same check-in listener. The
+listener lives only on those pools: the pool of an active target has none,
+because SQLAlchemy's check-in dispatch alone costs a SQLite query ~0.9 %.
+Un-parking gives the engine a clean pool made when it was parked.
+
 A target used read-only gets a second engine with its own pool, whose
 connections are put in the server's own read-only mode once, when they are
 opened; its errors that are the server's refusal become ``ReadOnlyTarget``.
@@ -29,7 +35,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, SingletonThreadPool
+from sqlalchemy.pool import ConnectionPoolEntry, Pool, SingletonThreadPool
+from sqlalchemy.util import greenlet_spawn
 
 from ._errors import ConfigError, ReadOnlyTarget
 from ._targets import Target
@@ -123,6 +130,8 @@ class EngineCache:
         # asyncio pool disposals scheduled by retires, still running
         self._disposals: set[asyncio.Future[None] | concurrent.futures.Future[None]] = set()
         self._retired: set[str] = set()
+        self._parked: dict[Engine, Pool] = {}  # a retired engine -> its pool for coming back
+        self._park_lock = threading.Lock()
         # (name, is_async, read_only) -> the Engine a pinned session binds to
         self._binds: dict[tuple[str, bool, bool], Engine] = {}
         self.epoch = 0  # grows whenever engines handed out before may no longer be used
@@ -149,6 +158,8 @@ class EngineCache:
                 engine = self._sync.get(key)
                 if engine is None:
                     engine = self._sync[key] = self._create(target, read_only)
+                    if target.name in self._retired:
+                        self._close_idle(self._park(engine))
         return engine
 
     def async_(
@@ -177,6 +188,8 @@ class EngineCache:
                     if loop is not None:
                         self._loops[target.name] = weakref.ref(loop)
                     self._async[key] = engine
+                    if target.name in self._retired:
+                        self._park(engine.sync_engine)  # new: nothing idle to close yet
         return engine
 
     def warm_async(
@@ -219,19 +232,6 @@ class EngineCache:
     def _prepare(self, engine: Engine, target: Target, read_only: bool) -> None:
         if read_only:
             _make_read_only(engine, target)
-        if is_memory_sqlite(engine.url):
-            return  # closing a connection would lose the database itself
-        name, retired = target.name, self._retired
-
-        @event.listens_for(engine, "checkin")
-        def _close_if_retired(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-            if dbapi_connection is None:
-                return
-            # Also close it if its pool was discarded by a retire (the target may have come
-            # back since): given back to that orphan pool, it would stay open until collected.
-            owner = _pool_of(record)
-            if name in retired or (owner is not None and owner is not engine.pool):
-                record.invalidate()
 
     def retire(self, name: str) -> None:
         """The target is no longer active: release its connections (after the grace, if any)."""
@@ -256,13 +256,48 @@ class EngineCache:
             self.release(name, read_only)
 
     def release(self, name: str, read_only: bool) -> None:
-        """Close the idle connections of one mode's pools; those in use close on check-in."""
+        """Park one mode's engines: idle connections close now, the others on check-in."""
         engine = self._sync.get((name, read_only))
-        if engine is not None and not is_memory_sqlite(engine.url):
-            engine.dispose()  # a fresh pool: connections of the old one close on check-in
+        if engine is not None:
+            self._close_idle(self._park(engine))
         async_engine = self._async.get((name, read_only))
         if async_engine is not None:
-            self._dispose_async_later(name, async_engine)
+            previous = self._park(async_engine.sync_engine)
+            if previous is not None:
+                self._dispose_async_later(name, previous)
+
+    def _park(self, engine: Engine) -> Pool | None:
+        """Give ``engine`` a pool that closes what it gets back; return the pool it had.
+
+        Listeners are added only to pools no thread can be dispatching on: the new
+        pool before the engine hands it out, the old one if it has no other
+        check-in listener (else its connections close when it is collected, as
+        after a plain ``Engine.dispose()``).
+        """
+        if is_memory_sqlite(engine.url):
+            return None  # closing a connection would lose the database itself
+        with self._park_lock:
+            if engine in self._parked:
+                return None
+            previous = engine.pool
+            self._parked[engine] = previous.recreate()  # copies its listeners: none of ours
+            closing = previous.recreate()
+            event.listen(closing, "checkin", _close_when_given_back)
+            engine.pool = closing
+            if not previous.dispatch.checkin:
+                event.listen(previous, "checkin", _close_when_given_back)
+        return previous
+
+    def _unpark(self, engine: Engine) -> None:
+        with self._park_lock:
+            clean = self._parked.pop(engine, None)
+            if clean is not None:
+                engine.pool = clean  # the closing pool still closes what it gets back
+
+    @staticmethod
+    def _close_idle(pool: Pool | None) -> None:
+        if pool is not None:
+            pool.dispose()
 
     def in_use(self, name: str) -> int:
         """Connections of target ``name`` checked out right now (sessions in a transaction)."""
@@ -274,15 +309,22 @@ class EngineCache:
                     busy += checkedout() if checkedout is not None else 0
         return busy
 
-    def activate(self, name: str) -> None:
+    def activate(self, name: str, read_only: bool) -> None:
+        """``name`` is active in this mode: un-retire it and un-park that mode's engines."""
         with self._retire_lock:
             timer = self._retire_timers.pop(name, None)
             self._retired.discard(name)
         if timer is not None:
             timer.cancel()
+        engine = self._sync.get((name, read_only))
+        if engine is not None:
+            self._unpark(engine)
+        async_engine = self._async.get((name, read_only))
+        if async_engine is not None:
+            self._unpark(async_engine.sync_engine)
 
-    def _dispose_async_later(self, name: str, engine: AsyncEngine) -> None:
-        """Close idle asyncio connections on the loop that owns them."""
+    def _dispose_async_later(self, name: str, pool: Pool) -> None:
+        """Close the idle connections of an asyncio pool on the loop that owns them."""
         ref = self._loops.get(name)
         loop = ref() if ref is not None else None
         if loop is None or loop.is_closed():
@@ -293,9 +335,9 @@ class EngineCache:
             running = None
         disposal: asyncio.Future[None] | concurrent.futures.Future[None]
         if running is loop:
-            disposal = loop.create_task(_dispose_pool(engine))
+            disposal = loop.create_task(_dispose_pool(pool))
         elif loop.is_running():
-            disposal = asyncio.run_coroutine_threadsafe(_dispose_pool(engine), loop)
+            disposal = asyncio.run_coroutine_threadsafe(_dispose_pool(pool), loop)
         else:
             return
         self._disposals.add(disposal)  # adispose() waits for it: nothing left pending
@@ -317,6 +359,7 @@ class EngineCache:
                 )
         for engine in list(self._async.values()):
             await engine.dispose()
+            self._parked.pop(engine.sync_engine, None)
         self._async.clear()
         self._loops.clear()
         self._binds = {k: v for k, v in self._binds.items() if not k[1]}
@@ -337,6 +380,8 @@ class EngineCache:
         self._retire_lock = threading.Lock()
         self._retire_timers.clear()  # the parent's timer threads do not exist here
         self._disposals.clear()  # nor its event loop's tasks
+        self._parked.clear()
+        self._park_lock = threading.Lock()
         self._sync.clear()
         self._async.clear()
         self._loops.clear()
@@ -344,14 +389,10 @@ class EngineCache:
         self._new_epoch()
 
 
-def _pool_of(record: ConnectionPoolEntry) -> object:
-    """The pool a pooled connection belongs to, which SQLAlchemy keeps private.
-
-    (Asking the engine when the connection opens is not enough: a pool being
-    discarded can still open one after the engine has moved to its new pool.)
-    None if SQLAlchemy ever renames it: connections are then kept, as before.
-    """
-    return getattr(record, "_ConnectionRecord__pool", None)
+def _close_when_given_back(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    """Check-in listener of the pools of parked engines: nothing stays open in them."""
+    if dbapi_connection is not None:
+        record.invalidate()
 
 
 def _make_read_only(engine: Engine, target: Target) -> None:
@@ -397,8 +438,8 @@ async def _warm(engine: AsyncEngine) -> None:
         pass
 
 
-async def _dispose_pool(engine: AsyncEngine) -> None:
-    await engine.dispose()
+async def _dispose_pool(pool: Pool) -> None:
+    await greenlet_spawn(pool.dispose)
 
 
 _live_caches: weakref.WeakSet[EngineCache] = weakref.WeakSet()

@@ -346,9 +346,10 @@ class Switchboard:
             _, previous, previous_read_only = self._seen
             self._seen = (state, name, read_only)
             if previous != name:
-                self._engines.activate(name)
+                self._engines.activate(name, read_only)
                 self._engines.retire(previous)
             elif previous_read_only != read_only:
+                self._engines.activate(name, read_only)
                 self._engines.release(name, previous_read_only)  # that mode's pool is unused
         return name, read_only
 
@@ -490,10 +491,10 @@ class Switchboard:
         if not unreadable and (previous, previous_read_only) == (name, read_only):
             audit.write("noop", generation, None)
             return SwitchResult(previous, name, generation, audit.elapsed, False, user, read_only)
-        if name != previous:
+        if (name, read_only) != (previous, previous_read_only):
             # Un-retired first, so the health check's connection stays pooled for the
             # first session after the switch instead of being closed at check-in.
-            self._engines.activate(name)
+            self._engines.activate(name, read_only)
         # An app using asyncio sessions gets a pooled connection on its loop, opened
         # while the check and the commit run; _commit waits for it (bounded).
         warming = self._engines.warm_async(self._targets[name], read_only)
