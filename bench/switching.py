@@ -1,7 +1,8 @@
 """Target 2: ``board.use()`` between two warm targets, p50 and p99, in-process.
 
-``use()`` = lock -> health check -> atomic state write (fsync) -> audit line
--> retire the previous target. An instrumented board times the health check
+``use()`` = lock -> health check (the new state file is written and fsynced
+meanwhile) -> atomic replace -> audit line -> retire the previous target. An
+instrumented board times the health check
 inside each ``use()``, so "switch cost minus health check" is measured per
 switch, not guessed. The baseline is a bare health round trip: a new
 connection and ``SELECT 1`` on a plain engine, interleaved with the switches.
@@ -49,11 +50,19 @@ class TimedBoard(Switchboard):
 
 
 class TimedStore(FileStateStore):
-    """The file store, recording how long each committed write (two fsyncs) took."""
+    """The file store, recording how long each staging (during the check) and commit took."""
 
     def __init__(self, runtime_dir: Path) -> None:
         super().__init__(runtime_dir)
+        self.stage_times: list[float] = []
         self.write_times: list[float] = []
+
+    def stage(self, state: State) -> None:
+        started = time.perf_counter()
+        try:
+            super().stage(state)
+        finally:
+            self.stage_times.append(time.perf_counter() - started)
 
     def write(self, state: State) -> None:
         started = time.perf_counter()
@@ -100,6 +109,7 @@ def measure(
         for name in ("production", "local", "production", "local"):  # warm both targets
             board.use(name, user="bench")
         board.check_times.clear()
+        store.stage_times.clear()
         store.write_times.clear()
         totals, rest, round_trips = [], [], []
         for i in range(ws.sizes.switches):
@@ -140,8 +150,9 @@ def measure(
             target=f"< {BUDGET * 1000:g} ms",
             ok=rest_99 < BUDGET,
             note=(
-                "lock + state write + audit + retire; of which the state write "
-                f"(2 fsyncs) p50 {checks_ms(store.write_times, 50)}, "
+                "lock + commit + audit + retire; the state file is written and fsynced "
+                f"during the check (p50 {checks_ms(store.stage_times, 50)}), the commit "
+                f"(replace, fsync of the dir) p50 {checks_ms(store.write_times, 50)}, "
                 f"p99 {checks_ms(store.write_times, 99)}; {fsyncs}"
             ),
         ),

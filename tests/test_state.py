@@ -111,6 +111,32 @@ def test_reader_sees_a_replaced_file_and_caches_an_unchanged_one(tmp_path: Path)
     assert reader.current() == State("local", 2, "t", "u")
 
 
+def test_a_staged_write_is_committed_only_by_a_write_of_the_same_state(tmp_path: Path) -> None:
+    """use() writes and fsyncs the new state file during the health check: nothing is visible
+    until write(); a failed switch drops it; a write of another state ignores it."""
+    store = FileStateStore(tmp_path)
+    store.write(State("local", 1, "t", "u"))
+
+    def temporaries() -> list[Path]:
+        return list(tmp_path.glob(".db-target.*.tmp"))
+
+    store.stage(State("production", 2, "t", "u"))
+    assert len(temporaries()) == 1
+    assert FileStateStore(tmp_path).read() == State("local", 1, "t", "u")  # not committed
+    store.unstage()
+    assert temporaries() == []
+
+    store.stage(State("production", 2, "t", "u"))
+    store.write(State("production", 2, "t", "u"))
+    assert FileStateStore(tmp_path).read() == State("production", 2, "t", "u")
+    assert temporaries() == []
+
+    store.stage(State("local", 3, "t", "u"))
+    store.write(State("production", 3, "t", "other"))  # not what was staged
+    assert FileStateStore(tmp_path).read() == State("production", 3, "t", "other")
+    assert temporaries() == []
+
+
 def test_unwritable_runtime_dir_is_a_clear_error_and_changes_nothing(
     board: Switchboard, tmp_path: Path
 ) -> None:

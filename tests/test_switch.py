@@ -240,9 +240,11 @@ def test_on_switch_callbacks_run_after_commit_and_cannot_undo_it(board: Switchbo
     assert board.active == "production"
 
 
-def _unchanged(board: Switchboard) -> tuple[str, int, bytes | None]:
+def _unchanged(board: Switchboard) -> tuple[str, int, bytes | None, list[str]]:
+    """Active target, generation, state file and the state files beside it (none staged)."""
     path = board.runtime_dir / "db-target.json"
-    return board.active, board.generation, path.read_bytes() if path.exists() else None
+    files = sorted(p.name for p in board.runtime_dir.glob("*db-target*"))
+    return board.active, board.generation, path.read_bytes() if path.exists() else None, files
 
 
 def test_unknown_target_is_refused_changes_nothing_and_is_audited(board: Switchboard) -> None:

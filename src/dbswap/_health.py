@@ -48,8 +48,13 @@ def check_target(
     timeout: float,
     guard: SchemaGuard | None,
     mask: Callable[[str], str],
+    meanwhile: Callable[[], None] | None = None,
 ) -> Health:
-    """Connect, query and (with a guard) read the revisions, within ``timeout`` seconds."""
+    """Connect, query and (with a guard) read the revisions, within ``timeout`` seconds.
+
+    ``meanwhile``: work for the calling thread while the check's thread waits on
+    the database (``use()`` stages its state write there).
+    """
     outcome: dict[str, Any] = {}
     started = time.perf_counter()
 
@@ -63,10 +68,16 @@ def check_target(
 
     if is_memory_sqlite(target.sa_url):
         probe()  # its database lives in this thread's connection: check that one
+        if meanwhile is not None:
+            meanwhile()
     else:
         worker = threading.Thread(target=probe, name=f"dbswap-check-{target.name}", daemon=True)
         worker.start()
-        worker.join(timeout)
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        finally:
+            worker.join(max(0.0, started + timeout - time.perf_counter()))
         if worker.is_alive():
             return Health(
                 target.name, target.dialect, False, None, f"no answer within {timeout:g} s"

@@ -235,6 +235,12 @@ class RedisStateStore:
         finally:
             self._thread_lock.release()
 
+    def stage(self, state: State) -> None:
+        return None  # one atomic script does the whole write
+
+    def unstage(self) -> None:
+        return None
+
     def write(self, state: State) -> None:
         try:
             written = self._client.eval(

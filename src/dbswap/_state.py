@@ -8,8 +8,9 @@ it if its identity changed). Readers also ``stat()`` at least every
 ``REVALIDATE`` seconds, which bounds staleness when no bump comes (a writer
 killed between the replace and the bump, a hand-edited file).
 Writers hold a lock file beside the state (threads and processes), write a
-temporary file in the same directory, fsync it and ``os.replace`` it, so a
-crash at any instant leaves the old or the new state, never a torn one.
+temporary file in the same directory and fsync it (``use()`` does this while
+the health check runs), then ``os.replace`` it, so a crash at any instant
+leaves the old or the new state, never a torn one.
 """
 
 from __future__ import annotations
@@ -113,6 +114,15 @@ class StateStore(Protocol):
         None when there is none yet; ``StateUnreadable`` when it is garbage.
         """
 
+    def stage(self, state: State) -> None:
+        """Prepare ``write(state)`` while the health check runs; never raises (holding the lock).
+
+        ``write()`` of the same state finishes it, ``unstage()`` drops it.
+        """
+
+    def unstage(self) -> None:
+        """Drop what ``stage()`` prepared: the switch does not happen."""
+
     def write(self, state: State) -> None:
         """Commit a new state (call while holding the lock)."""
 
@@ -172,6 +182,7 @@ class FileStateStore:
         self._counter_retry = 0.0  # monotonic time before which opening it is not retried
         # (counter value, monotonic time of the stat, state): the fast path, one tuple.
         self._fast: tuple[int | None, float, State | None] = (None, 0.0, None)
+        self._staged: tuple[State, str] | None = None  # a state and its fsynced temporary file
 
     def describe(self) -> str:
         return str(self.path)
@@ -283,14 +294,28 @@ class FileStateStore:
         finally:
             self._thread_lock.release()
 
+    def stage(self, state: State) -> None:
+        """Write and fsync the temporary file ahead: only the replace is left for ``write()``."""
+        self.unstage()
+        with contextlib.suppress(OSError):  # write() tries again, and says why
+            self._staged = (state, self._write_temporary(state))
+
+    def unstage(self) -> None:
+        staged, self._staged = self._staged, None
+        if staged is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(staged[1])
+
     def write(self, state: State) -> None:
-        self.runtime_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".db-target.", suffix=".tmp", dir=self.runtime_dir)
+        staged, self._staged = self._staged, None
+        if staged is not None and staged[0] == state:
+            tmp = staged[1]
+        else:
+            if staged is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(staged[1])
+            tmp = self._write_temporary(state)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(state.to_json() + "\n")
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -302,6 +327,21 @@ class FileStateStore:
         counter = self._counter or self._open_counter()
         if counter is not None:
             counter.bump()  # before use() returns: every process's next session re-checks
+
+    def _write_temporary(self, state: State) -> str:
+        """A temporary file beside the state, holding ``state``, fsynced: replace() commits it."""
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".db-target.", suffix=".tmp", dir=self.runtime_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(state.to_json() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
 
 
 def _fsync_dir(path: Path) -> None:

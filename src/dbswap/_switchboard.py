@@ -498,8 +498,15 @@ class Switchboard:
         # An app using asyncio sessions gets a pooled connection on its loop, opened
         # while the check and the commit run; _commit waits for it (bounded).
         warming = self._engines.warm_async(self._targets[name], read_only)
+        new_state = State(name, generation + 1, utc_now(), user, read_only)
         try:
-            health = self._check(self._targets[name], timeout, not ignore_schema, read_only)
+            health = self._check(
+                self._targets[name],
+                timeout,
+                not ignore_schema,
+                read_only,
+                meanwhile=lambda: self._store.stage(new_state),
+            )
             if not health.ok:
                 audit.write("failed", generation, health.error)
                 raise TargetUnavailable(name, health.error or "health check failed")
@@ -509,12 +516,12 @@ class Switchboard:
                 )
                 audit.write("refused", generation, str(mismatch))
                 raise mismatch
-            new_state = State(name, generation + 1, utc_now(), user, read_only)
             if drain_timeout is None:
                 self._commit(new_state, timeout, warming)
             else:
                 self._drain_and_commit(new_state, previous, drain_timeout, timeout, warming, audit)
         except BaseException:
+            self._store.unstage()
             if name != self._seen[1]:
                 self._engines.retire(name)  # not switched: nothing may stay open to it
             elif read_only != self._seen[2]:
@@ -594,11 +601,18 @@ class Switchboard:
                 self._engines.retire(name)  # a check must not leave connections open
         return results
 
-    def _check(self, target: Target, timeout: float, schema: bool, read_only: bool) -> Health:
+    def _check(
+        self,
+        target: Target,
+        timeout: float,
+        schema: bool,
+        read_only: bool,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> Health:
         """Check through the pool the target would be used with, so the connection is reused."""
         guard = self.schema_guard if schema else None
         engine = self._engines.sync(target, read_only)
-        return check_target(engine, target, timeout, guard, self.mask)
+        return check_target(engine, target, timeout, guard, self.mask, meanwhile)
 
     # -- lifecycle -----------------------------------------------------------
 
