@@ -137,6 +137,47 @@ def test_a_staged_write_is_committed_only_by_a_write_of_the_same_state(tmp_path:
     assert temporaries() == []
 
 
+def test_a_lock_held_by_another_process_refuses_until_that_process_dies(
+    board: Switchboard,
+) -> None:
+    """The switch lock is the kernel's (flock): a busy holder makes use() wait, then refuse
+    with nothing changed; a holder killed by SIGKILL releases it at once."""
+    from dbswap import SwitchLocked
+
+    board.use("production")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(60)\n",
+            str(board.runtime_dir / "db-target.json.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(SwitchLocked, match="another process holds the switch lock"):
+            board.use("local", lock_timeout=0.3)
+        assert 0.3 <= time.monotonic() - started < 3
+        assert board.active == "production"
+        assert board.history(1)[0]["outcome"] == "refused"
+        holder.kill()
+        holder.wait(10)
+        assert board.use("local").changed
+        assert board.active == "local"
+    finally:
+        holder.kill()
+        holder.wait(10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
 def test_unwritable_runtime_dir_is_a_clear_error_and_changes_nothing(
     board: Switchboard, tmp_path: Path
 ) -> None:

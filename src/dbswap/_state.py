@@ -20,6 +20,7 @@ import json
 import logging
 import mmap
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -29,7 +30,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from filelock import FileLock, Timeout
+if sys.platform == "win32":  # pragma: no cover - CI runs on Linux
+    from filelock import FileLock, Timeout
+else:
+    import fcntl
 
 from ._errors import SwitchLocked
 
@@ -38,6 +42,7 @@ logger = logging.getLogger("dbswap")
 STATE_FILE = "db-target.json"
 COUNTER_FILE = "db-target.gen"
 REVALIDATE = 1.0  # seconds: readers stat() at least this often, bump or not
+LOCK_POLL = 0.005  # seconds between two tries of a lock file another process holds
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,6 @@ class FileStateStore:
         self.runtime_dir = Path(runtime_dir)
         self.path = self.runtime_dir / STATE_FILE
         self._thread_lock = threading.Lock()
-        self._file_lock: FileLock | None = None
         # (file identity, parsed state), swapped as one object so threads never mix two reads.
         self._snapshot: tuple[tuple[int, int, int, int] | None, State | None] = (None, None)
         self._warned_about: tuple[int, int, int, int] | None = None
@@ -279,18 +283,8 @@ class FileStateStore:
         if not self._thread_lock.acquire(timeout=timeout):
             raise SwitchLocked("another switch is in progress in this process; try again")
         try:
-            if self._file_lock is None:
-                self._file_lock = FileLock(str(self.path) + ".lock", thread_local=False)
-            try:
-                self._file_lock.acquire(timeout=timeout)
-            except Timeout:
-                raise SwitchLocked(
-                    f"another process holds the switch lock ({self.path.name}.lock); try again"
-                ) from None
-            try:
+            with _process_lock(Path(f"{self.path}.lock"), timeout):
                 yield
-            finally:
-                self._file_lock.release()
         finally:
             self._thread_lock.release()
 
@@ -342,6 +336,45 @@ class FileStateStore:
                 os.unlink(tmp)
             raise
         return tmp
+
+
+@contextlib.contextmanager
+def _process_lock(path: Path, timeout: float) -> Iterator[None]:
+    """Exclusive across processes, for at most ``timeout`` seconds of waiting.
+
+    ``flock()`` directly: the kernel releases it when its holder dies, even by
+    SIGKILL, and it costs ~4 us here where filelock's costs ~100 us (filelock,
+    which takes the same kind of lock, only where there is no fcntl).
+    """
+    if sys.platform == "win32":  # pragma: no cover - CI runs on Linux
+        lock = FileLock(str(path), thread_local=False)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise _held_elsewhere(path) from None
+        try:
+            yield
+        finally:
+            lock.release()
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise _held_elsewhere(path) from None
+                time.sleep(LOCK_POLL)
+        yield  # closing the descriptor releases the lock
+    finally:
+        os.close(fd)
+
+
+def _held_elsewhere(path: Path) -> SwitchLocked:
+    return SwitchLocked(f"another process holds the switch lock ({path.name}); try again")
 
 
 def _fsync_dir(path: Path) -> None:
