@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -241,9 +244,9 @@ def test_on_switch_callbacks_run_after_commit_and_cannot_undo_it(board: Switchbo
 
 
 def _unchanged(board: Switchboard) -> tuple[str, int, bytes | None, list[str]]:
-    """Active target, generation, state file and the state files beside it (none staged)."""
+    """Active target, generation, state file, and the temporary state files (none staged)."""
     path = board.runtime_dir / "db-target.json"
-    files = sorted(p.name for p in board.runtime_dir.glob("*db-target*"))
+    files = sorted(p.name for p in board.runtime_dir.glob(".db-target.*.tmp"))
     return board.active, board.generation, path.read_bytes() if path.exists() else None, files
 
 
@@ -550,10 +553,11 @@ def on(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coroutine, loop).result(10)
 
 
-def test_a_switch_warms_the_asyncio_pool_of_the_new_target(
+def test_an_asyncio_app_is_checked_through_its_own_pool(
     urls: dict[str, str], tmp_path: Path, app_loop: asyncio.AbstractEventLoop
 ) -> None:
-    """The first async request after a switch must not pay for a new connection."""
+    """The health check's connection is the one the first async request after the switch
+    uses, and no synchronous pool is opened for it."""
     board = Switchboard(urls, runtime_dir=tmp_path / "rt")
 
     async def read() -> list[str]:
@@ -564,19 +568,98 @@ def test_a_switch_warms_the_asyncio_pool_of_the_new_target(
         assert on(app_loop, read()) == ["local-1", "local-2"]
         board.use("production")  # from another thread, as an admin endpoint's threadpool does
         pool = board.async_engine_for("production").sync_engine.pool
-        assert pool.checkedin() == 1  # warmed on the app's loop before use() returned
+        assert pool.checkedin() == 1  # checked on the app's loop, and kept
+        assert ("production", False) not in board._engines._sync  # no sync pool was opened
+        if board.target("production").dialect == "postgresql":
+            database = sa.make_url(urls["production"]).database
+            assert database is not None and pg_connections(database) == 1
         assert on(app_loop, read()) == ["prod-1"]
+        assert pool.checkedin() == 1  # the same connection served the request
     finally:
         on(app_loop, board.adispose())
 
 
-def test_a_switch_goes_on_when_the_asyncio_pool_cannot_be_warmed(
+def test_an_asyncio_app_is_not_switched_to_a_target_that_fails_its_check(
+    sqlite_url: Callable[[str], str], tmp_path: Path, app_loop: asyncio.AbstractEventLoop
+) -> None:
+    urls = {"local": sqlite_url("local"), "production": f"sqlite:///{tmp_path}/missing/x.db"}
+    seed(urls["local"], ["l"])
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+
+    async def touch() -> None:
+        async with board.async_sessionmaker()() as s:
+            await s.execute(sa.text("SELECT 1"))
+
+    try:
+        on(app_loop, touch())  # the app has a loop
+        before = _unchanged(board)
+        with pytest.raises(TargetUnavailable, match="does not exist"):
+            board.use("production")
+        assert _unchanged(board) == before
+    finally:
+        on(app_loop, board.adispose())
+
+
+@pytest.mark.postgres
+def test_a_silent_server_fails_the_check_on_time_without_blocking_the_apps_loop(
+    pg_url: Callable[[str], str], tmp_path: Path, app_loop: asyncio.AbstractEventLoop
+) -> None:
+    """A server that accepts and never answers: the check gives up at its timeout, cancels
+    the connection attempt on the app's loop, and the loop serves other work meanwhile."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.1)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(silent.accept()[0])
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    port = silent.getsockname()[1]
+    urls = {"local": pg_url("local"), "production": f"postgresql://postgres@127.0.0.1:{port}/x"}
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+
+    async def touch() -> None:
+        async with board.async_sessionmaker()() as s:
+            await s.execute(sa.text("SELECT 1"))
+
+    ticks: list[float] = []
+
+    async def tick() -> None:
+        for _ in range(20):
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    try:
+        on(app_loop, touch())
+        before = _unchanged(board)
+        ticking = asyncio.run_coroutine_threadsafe(tick(), app_loop)
+        started = time.monotonic()
+        with pytest.raises(TargetUnavailable, match=r"no answer within 0\.5 s"):
+            board.use("production", timeout=0.5)
+        assert 0.5 <= time.monotonic() - started < 3
+        ticking.result(10)
+        assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.3  # the loop never stalled
+        assert _unchanged(board) == before
+    finally:
+        stop.set()
+        acceptor.join(5)
+        for conn in held:
+            conn.close()
+        silent.close()
+        on(app_loop, board.adispose())
+
+
+def test_a_switch_checks_the_sync_way_when_the_target_has_no_asyncio_driver(
     urls: dict[str, str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     app_loop: asyncio.AbstractEventLoop,
 ) -> None:
-    """Warming is best effort: no asyncio driver for the new target must not fail use()."""
+    """No asyncio driver for the new target: use() checks it the synchronous way."""
     board = Switchboard(urls, runtime_dir=tmp_path / "rt")
 
     async def touch() -> None:

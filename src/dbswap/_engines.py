@@ -192,13 +192,13 @@ class EngineCache:
                         self._park(engine.sync_engine)  # new: nothing idle to close yet
         return engine
 
-    def warm_async(
-        self, target: Target, read_only: bool = False
-    ) -> concurrent.futures.Future[None] | None:
-        """If the app uses asyncio sessions, open one pooled connection to ``target`` on its loop.
+    def on_app_loop(
+        self, target: Target, read_only: bool
+    ) -> tuple[AsyncEngine, asyncio.AbstractEventLoop] | None:
+        """If the app uses asyncio sessions: ``target``'s asyncio engine and the app's loop.
 
-        The health check runs on the sync engine; without this, the first async
-        request after a switch would pay for a new connection.
+        None when no app loop runs, when called on that loop (it cannot be waited
+        for there), or when the target has no asyncio driver.
         """
         loops = (ref() for ref in list(self._loops.values()))
         loop = next((lp for lp in loops if lp is not None and lp.is_running()), None)
@@ -206,13 +206,12 @@ class EngineCache:
             return None
         with contextlib.suppress(RuntimeError):
             if asyncio.get_running_loop() is loop:
-                return None  # called on the loop itself: cannot wait for it here
+                return None
         try:
-            engine = self.async_(target, loop, read_only=read_only)
-        except Exception as exc:  # e.g. no asyncio driver installed: the switch goes on
-            logger.debug("no asyncio engine to warm for %r: %s", target.name, exc)
+            return self.async_(target, loop, read_only=read_only), loop
+        except Exception as exc:  # e.g. no asyncio driver installed: check the sync way
+            logger.debug("no asyncio engine for %r: %s", target.name, exc)
             return None
-        return asyncio.run_coroutine_threadsafe(_warm(engine), loop)
 
     def created(self, name: str) -> bool:
         return any(key[0] == name for key in [*self._sync, *self._async])
@@ -429,13 +428,6 @@ def check_read_only_possible(target: Target) -> None:
             f"target {target.name!r} is a private in-memory SQLite database, which read-only "
             "mode cannot open a second pool to; use a SQLite file or a shared-cache memory URI"
         )
-
-
-async def _warm(engine: AsyncEngine) -> None:
-    # Opening is the cost worth paying ahead; a query would only add round trips
-    # to the switch (the health check has already queried the target).
-    async with engine.connect():
-        pass
 
 
 async def _dispose_pool(pool: Pool) -> None:

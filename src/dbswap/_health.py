@@ -2,11 +2,16 @@
 
 A check runs in a worker thread with a deadline (a hung server must not hang
 a switch), except for an in-memory SQLite database, which lives in the
-calling thread's connection. Errors become one masked line, never a stack.
+calling thread's connection. When the app uses asyncio sessions, ``use()``
+checks through the app's own asyncio pool, on its event loop, instead: the
+checked connection is then the one the first request after the switch uses,
+and no synchronous pool is opened for the check. Errors become one masked
+line, never a stack.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -16,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._engines import is_memory_sqlite
 from ._schema import SchemaGuard
@@ -82,34 +88,80 @@ def check_target(
             return Health(
                 target.name, target.dialect, False, None, f"no answer within {timeout:g} s"
             )
-    latency = (time.perf_counter() - started) * 1000
     if "error" in outcome:
-        error = mask(_describe(outcome["error"], target))
-        return Health(target.name, target.dialect, False, None, error)
-    return Health(
-        target.name,
-        target.dialect,
-        True,
-        round(latency, 3),
-        None,
-        outcome.get("revisions"),
-        outcome.get("expected"),
-    )
+        return Health(
+            target.name, target.dialect, False, None, mask(_describe(outcome["error"], target))
+        )
+    return _healthy(target, started, outcome.get("revisions"), outcome.get("expected"))
+
+
+def check_target_on_loop(
+    engine: AsyncEngine,
+    loop: asyncio.AbstractEventLoop,
+    target: Target,
+    timeout: float,
+    guard: SchemaGuard | None,
+    mask: Callable[[str], str],
+    meanwhile: Callable[[], None] | None = None,
+) -> Health:
+    """``check_target`` through an asyncio engine, on ``loop`` (never called on it)."""
+    started = time.perf_counter()
+    future = asyncio.run_coroutine_threadsafe(_probe_async(engine, target, guard), loop)
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except BaseException:
+            future.cancel()
+            raise
+    try:
+        revisions = future.result(max(0.0, started + timeout - time.perf_counter()))
+        expected = guard.code_heads() if guard is not None else None
+    except Exception as exc:  # the probe's error, or no answer in time
+        if not future.done():
+            future.cancel()  # the connection attempt ends on the loop; nothing is kept
+            return Health(
+                target.name, target.dialect, False, None, f"no answer within {timeout:g} s"
+            )
+        return Health(target.name, target.dialect, False, None, mask(_describe(exc, target)))
+    return _healthy(target, started, revisions, expected)
+
+
+def _healthy(
+    target: Target,
+    started: float,
+    revisions: tuple[str, ...] | None,
+    expected: tuple[str, ...] | None,
+) -> Health:
+    latency = round((time.perf_counter() - started) * 1000, 3)
+    return Health(target.name, target.dialect, True, latency, None, revisions, expected)
 
 
 def _probe(engine: Engine, target: Target, guard: SchemaGuard | None) -> tuple[str, ...] | None:
     """Connect, run a trivial query that needs a real, readable database, read the revision."""
-    if target.is_sqlite:
-        database = target.sa_url.database or ""
-        on_disk = database not in ("", ":memory:") and not database.startswith("file:")
-        if on_disk and not os.path.isfile(database):
-            raise FileNotFoundError(f"SQLite file {database} does not exist")
-        query = "SELECT count(*) FROM sqlite_master"  # fails on a file that is not a database
-    else:
-        query = "SELECT 1"
+    query = _probe_query(target)
     with engine.connect() as conn:
         conn.execute(text(query)).scalar()
         return guard.database_heads(conn) if guard is not None else None
+
+
+async def _probe_async(
+    engine: AsyncEngine, target: Target, guard: SchemaGuard | None
+) -> tuple[str, ...] | None:
+    query = _probe_query(target)
+    async with engine.connect() as conn:
+        (await conn.execute(text(query))).scalar()
+        return await conn.run_sync(guard.database_heads) if guard is not None else None
+
+
+def _probe_query(target: Target) -> str:
+    """A trivial query that needs a real, readable database (a missing SQLite file raises)."""
+    if not target.is_sqlite:
+        return "SELECT 1"
+    database = target.sa_url.database or ""
+    on_disk = database not in ("", ":memory:") and not database.startswith("file:")
+    if on_disk and not os.path.isfile(database):
+        raise FileNotFoundError(f"SQLite file {database} does not exist")
+    return "SELECT count(*) FROM sqlite_master"  # fails on a file that is not a database
 
 
 def _describe(exc: BaseException, target: Target) -> str:

@@ -8,7 +8,6 @@ connections. A refused or failed switch changes nothing and is audited too.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 
 from ._audit import AuditLog
-from ._engines import EngineCache, check_read_only_possible
+from ._engines import EngineCache, check_read_only_possible, is_memory_sqlite
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -34,7 +33,7 @@ from ._errors import (
     UnknownTarget,
 )
 from ._expiry import expiry
-from ._health import Health, check_target
+from ._health import Health, check_target, check_target_on_loop
 from ._masking import mask_text
 from ._schema import AlembicGuard, SchemaGuard
 from ._sessions import (
@@ -495,9 +494,6 @@ class Switchboard:
             # Un-retired first, so the health check's connection stays pooled for the
             # first session after the switch instead of being closed at check-in.
             self._engines.activate(name, read_only)
-        # An app using asyncio sessions gets a pooled connection on its loop, opened
-        # while the check and the commit run; _commit waits for it (bounded).
-        warming = self._engines.warm_async(self._targets[name], read_only)
         new_state = State(name, generation + 1, utc_now(), user, read_only)
         try:
             health = self._check(
@@ -506,6 +502,7 @@ class Switchboard:
                 not ignore_schema,
                 read_only,
                 meanwhile=lambda: self._store.stage(new_state),
+                on_app_loop=True,
             )
             if not health.ok:
                 audit.write("failed", generation, health.error)
@@ -517,9 +514,9 @@ class Switchboard:
                 audit.write("refused", generation, str(mismatch))
                 raise mismatch
             if drain_timeout is None:
-                self._commit(new_state, timeout, warming)
+                self._commit(new_state)
             else:
-                self._drain_and_commit(new_state, previous, drain_timeout, timeout, warming, audit)
+                self._drain_and_commit(new_state, previous, drain_timeout, audit)
         except BaseException:
             self._store.unstage()
             if name != self._seen[1]:
@@ -534,24 +531,15 @@ class Switchboard:
         self._run_callbacks(result)
         return result
 
-    def _commit(
-        self, state: State, timeout: float, warming: concurrent.futures.Future[None] | None
-    ) -> None:
+    def _commit(self, state: State) -> None:
         self._store.write(state)
         self._observe(state)
-        if warming is not None:  # best effort: a cold pool is slower, not wrong
-            try:
-                warming.result(timeout)
-            except Exception as exc:
-                logger.debug("warming the asyncio pool of %r failed: %s", state.target, exc)
 
     def _drain_and_commit(
         self,
         state: State,
         previous: str,
         drain_timeout: float,
-        timeout: float,
-        warming: concurrent.futures.Future[None] | None,
         audit: _AuditCall,
     ) -> None:
         gate = threading.Event()
@@ -565,7 +553,7 @@ class Switchboard:
             if in_flight:
                 audit.write("failed", state.generation - 1, f"drain timed out ({in_flight} busy)")
                 raise DrainTimeout(state.target, in_flight, drain_timeout)
-            self._commit(state, timeout, warming)
+            self._commit(state)
         finally:
             self._gate = None
             gate.set()
@@ -608,9 +596,18 @@ class Switchboard:
         schema: bool,
         read_only: bool,
         meanwhile: Callable[[], None] | None = None,
+        on_app_loop: bool = False,
     ) -> Health:
-        """Check through the pool the target would be used with, so the connection is reused."""
+        """Check through the pool the target would be used with, so the connection is reused.
+
+        ``on_app_loop``: when the app uses asyncio sessions (and the target is not a
+        private in-memory database), that pool is the app's asyncio one.
+        """
         guard = self.schema_guard if schema else None
+        if on_app_loop and not is_memory_sqlite(target.sa_url):
+            app = self._engines.on_app_loop(target, read_only)
+            if app is not None:
+                return check_target_on_loop(*app, target, timeout, guard, self.mask, meanwhile)
         engine = self._engines.sync(target, read_only)
         return check_target(engine, target, timeout, guard, self.mask, meanwhile)
 
