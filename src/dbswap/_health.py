@@ -119,9 +119,8 @@ def check_target_on_loop(
     except Exception as exc:  # the probe's error, or no answer in time
         if not future.done():
             future.cancel()  # the connection attempt ends on the loop; nothing is kept
-            return Health(
-                target.name, target.dialect, False, None, f"no answer within {timeout:g} s"
-            )
+            reason = f"no answer within {timeout:g} s (checked on the app's event loop)"
+            return Health(target.name, target.dialect, False, None, reason)
         return Health(target.name, target.dialect, False, None, mask(_describe(exc, target)))
     return _healthy(target, started, revisions, expected)
 
