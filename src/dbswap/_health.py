@@ -146,7 +146,8 @@ def _probe(engine: Engine, target: Target, guard: SchemaGuard | None) -> tuple[s
 async def _probe_async(
     engine: AsyncEngine, target: Target, guard: SchemaGuard | None
 ) -> tuple[str, ...] | None:
-    query = _probe_query(target)
+    # A file check may block (a hung network mount): never on the app's loop.
+    query = await asyncio.to_thread(_probe_query, target) if target.is_sqlite else "SELECT 1"
     async with engine.connect() as conn:
         (await conn.execute(text(query))).scalar()
         return await conn.run_sync(guard.database_heads) if guard is not None else None

@@ -490,10 +490,9 @@ class Switchboard:
         if not unreadable and (previous, previous_read_only) == (name, read_only):
             audit.write("noop", generation, None)
             return SwitchResult(previous, name, generation, audit.elapsed, False, user, read_only)
-        if (name, read_only) != (previous, previous_read_only):
-            # Un-retired first, so the health check's connection stays pooled for the
-            # first session after the switch instead of being closed at check-in.
-            self._engines.activate(name, read_only)
+        # Un-retired first, so the health check's connection stays pooled for the
+        # first session after the switch instead of being closed at check-in.
+        self._engines.activate(name, read_only)
         new_state = State(name, generation + 1, utc_now(), user, read_only)
         try:
             health = self._check(
