@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +59,18 @@ class TimedStore(FileStateStore):
         self.write_times: list[float] = []
 
     def stage(self, state: State) -> None:
-        started = time.perf_counter()
-        try:
-            super().stage(state)
-        finally:
-            self.stage_times.append(time.perf_counter() - started)
+        _timed(self.stage_times, super().stage, state)
 
     def write(self, state: State) -> None:
-        started = time.perf_counter()
-        try:
-            super().write(state)
-        finally:
-            self.write_times.append(time.perf_counter() - started)
+        _timed(self.write_times, super().write, state)
+
+
+def _timed(times: list[float], call: Callable[[State], None], state: State) -> None:
+    started = time.perf_counter()
+    try:
+        call(state)
+    finally:
+        times.append(time.perf_counter() - started)
 
 
 def run(ws: Workspace) -> list[Row]:
