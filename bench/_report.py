@@ -89,7 +89,7 @@ def fmt_time(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
+        if seconds >= scale * 0.9995:  # what rounds up to 1000 of a unit is 1 of the next
             return f"{seconds / scale:.3g} {unit}"
     return f"{seconds * 1e9:.0f} ns"
 
