@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from click.testing import CliRunner
@@ -94,6 +98,41 @@ def test_a_target_one_revision_behind_is_refused_until_upgraded(
     upgrade(alembic_ini, urls["production"], "head")
     assert board.use("production").generation == 1
     board.dispose()
+
+
+def test_an_asyncio_app_reads_the_revision_through_its_own_pool(
+    urls: dict[str, str], alembic_ini: Path, tmp_path: Path
+) -> None:
+    """With an app loop, use() checks on it (asyncio driver): the guard reads the same
+    revisions there, refuses a target behind, and accepts it once upgraded."""
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, daemon=True)
+    runner.start()
+    upgrade(alembic_ini, urls["production"], REV1)
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt", alembic_config=alembic_ini)
+
+    async def touch() -> None:
+        async with board.async_sessionmaker()() as s:
+            await s.execute(sa.text("SELECT 1"))
+
+    def on_loop(coroutine: Coroutine[Any, Any, None]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, loop).result(10)
+
+    try:
+        on_loop(touch())
+        with pytest.raises(SchemaMismatch) as info:
+            board.use("production")
+        assert REV1 in str(info.value) and REV2 in str(info.value)
+        assert board.active == "local"
+        assert ("production", False) not in board._engines._sync  # checked on the loop
+        upgrade(alembic_ini, urls["production"], "head")
+        assert board.use("production").changed
+    finally:
+        on_loop(board.adispose())
+        board.dispose()
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
 
 
 def test_a_target_without_alembic_version_is_refused(
