@@ -100,11 +100,14 @@ def test_a_target_one_revision_behind_is_refused_until_upgraded(
     board.dispose()
 
 
+@pytest.mark.postgres
 def test_an_asyncio_app_reads_the_revision_through_its_own_pool(
-    urls: dict[str, str], alembic_ini: Path, tmp_path: Path
+    pg_url: Callable[[str], str], alembic_ini: Path, tmp_path: Path
 ) -> None:
-    """With an app loop, use() checks on it (asyncio driver): the guard reads the same
-    revisions there, refuses a target behind, and accepts it once upgraded."""
+    """With an app loop and a server, use() checks on the loop (asyncio driver): the guard
+    reads the same revisions there, refuses a target behind, and accepts it once upgraded."""
+    urls = {"local": pg_url("local"), "production": pg_url("production")}
+    upgrade(alembic_ini, urls["local"], "head")
     loop = asyncio.new_event_loop()
     runner = threading.Thread(target=loop.run_forever, daemon=True)
     runner.start()

@@ -2,11 +2,11 @@
 
 A check runs in a worker thread with a deadline (a hung server must not hang
 a switch), except for an in-memory SQLite database, which lives in the
-calling thread's connection. When the app uses asyncio sessions, ``use()``
-checks through the app's own asyncio pool, on its event loop, instead: the
-checked connection is then the one the first request after the switch uses,
-and no synchronous pool is opened for the check. Errors become one masked
-line, never a stack.
+calling thread's connection. When the app uses asyncio sessions and the
+target is a server, ``use()`` checks through the app's own asyncio pool, on
+its event loop, instead: the checked connection is then the one the first
+request after the switch uses, and no synchronous pool is opened for the
+check. Errors become one masked line, never a stack.
 """
 
 from __future__ import annotations
@@ -146,8 +146,7 @@ def _probe(engine: Engine, target: Target, guard: SchemaGuard | None) -> tuple[s
 async def _probe_async(
     engine: AsyncEngine, target: Target, guard: SchemaGuard | None
 ) -> tuple[str, ...] | None:
-    # A file check may block (a hung network mount): never on the app's loop.
-    query = await asyncio.to_thread(_probe_query, target) if target.is_sqlite else "SELECT 1"
+    query = _probe_query(target)  # a server's: no file to look for on the loop
     async with engine.connect() as conn:
         (await conn.execute(text(query))).scalar()
         return await conn.run_sync(guard.database_heads) if guard is not None else None
