@@ -553,6 +553,12 @@ def on(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coroutine, loop).result(10)
 
 
+async def open_a_session(board: Switchboard) -> None:
+    """What an app's first request does: from then on, the app has a loop."""
+    async with board.async_sessionmaker()() as s:
+        await s.execute(sa.text("SELECT 1"))
+
+
 def test_an_asyncio_app_is_checked_through_its_own_pool(
     urls: dict[str, str], tmp_path: Path, app_loop: asyncio.AbstractEventLoop
 ) -> None:
@@ -591,12 +597,8 @@ def test_an_asyncio_app_is_not_switched_to_a_target_that_fails_its_check(
     seed(urls["local"], ["l"])
     board = Switchboard(urls, runtime_dir=tmp_path / "rt")
 
-    async def touch() -> None:
-        async with board.async_sessionmaker()() as s:
-            await s.execute(sa.text("SELECT 1"))
-
     try:
-        on(app_loop, touch())  # the app has a loop
+        on(app_loop, open_a_session(board))  # the app has a loop
         before = _unchanged(board)
         with pytest.raises(TargetUnavailable, match="does not exist"):
             board.use("production")
@@ -627,10 +629,6 @@ def test_a_silent_server_fails_the_check_on_time_without_blocking_the_apps_loop(
     urls = {"local": pg_url("local"), "production": f"postgresql://postgres@127.0.0.1:{port}/x"}
     board = Switchboard(urls, runtime_dir=tmp_path / "rt")
 
-    async def touch() -> None:
-        async with board.async_sessionmaker()() as s:
-            await s.execute(sa.text("SELECT 1"))
-
     ticks: list[float] = []
 
     async def tick() -> None:
@@ -639,7 +637,7 @@ def test_a_silent_server_fails_the_check_on_time_without_blocking_the_apps_loop(
             await asyncio.sleep(0.02)
 
     try:
-        on(app_loop, touch())
+        on(app_loop, open_a_session(board))
         before = _unchanged(board)
         ticking = asyncio.run_coroutine_threadsafe(tick(), app_loop)
         started = time.monotonic()
@@ -667,15 +665,11 @@ def test_a_switch_checks_the_sync_way_when_the_target_has_no_asyncio_driver(
     """No asyncio driver for the new target: use() checks it the synchronous way."""
     board = Switchboard(urls, runtime_dir=tmp_path / "rt")
 
-    async def touch() -> None:
-        async with board.async_sessionmaker()() as s:
-            await s.execute(sa.text("SELECT 1"))
-
     def no_driver(*args: object, **kwargs: object) -> None:
         raise ModuleNotFoundError("No module named 'aiosqlite'", name="aiosqlite")
 
     try:
-        on(app_loop, touch())  # the app has a loop
+        on(app_loop, open_a_session(board))  # the app has a loop
         monkeypatch.setattr("dbswap._engines.create_async_engine", no_driver)
         assert board.use("production").changed
         with board.sessionmaker()() as s:

@@ -181,7 +181,8 @@ class EngineCache:
                     engine = create_async_engine(
                         url, connect_args=_connect_args(url), **self._options
                     )
-                    self._prepare(engine.sync_engine, target, read_only)
+                    if read_only:
+                        _make_read_only(engine.sync_engine, target)
                     if loop is None:
                         with contextlib.suppress(RuntimeError):
                             loop = asyncio.get_running_loop()
@@ -225,12 +226,9 @@ class EngineCache:
             # a shared-cache memory URI: name the pool SQLAlchemy used to pick on its own
             options.setdefault("poolclass", SingletonThreadPool)
         engine = create_engine(url, connect_args=_connect_args(url), **options)
-        self._prepare(engine, target, read_only)
-        return engine
-
-    def _prepare(self, engine: Engine, target: Target, read_only: bool) -> None:
         if read_only:
             _make_read_only(engine, target)
+        return engine
 
     def retire(self, name: str) -> None:
         """The target is no longer active: release its connections (after the grace, if any)."""

@@ -85,13 +85,9 @@ def check_target(
         finally:
             worker.join(max(0.0, started + timeout - time.perf_counter()))
         if worker.is_alive():
-            return Health(
-                target.name, target.dialect, False, None, f"no answer within {timeout:g} s"
-            )
+            return _failed(target, f"no answer within {timeout:g} s")
     if "error" in outcome:
-        return Health(
-            target.name, target.dialect, False, None, mask(_describe(outcome["error"], target))
-        )
+        return _failed(target, mask(_describe(outcome["error"], target)))
     return _healthy(target, started, outcome.get("revisions"), outcome.get("expected"))
 
 
@@ -120,9 +116,13 @@ def check_target_on_loop(
         if not future.done():
             future.cancel()  # the connection attempt ends on the loop; nothing is kept
             reason = f"no answer within {timeout:g} s (checked on the app's event loop)"
-            return Health(target.name, target.dialect, False, None, reason)
-        return Health(target.name, target.dialect, False, None, mask(_describe(exc, target)))
+            return _failed(target, reason)
+        return _failed(target, mask(_describe(exc, target)))
     return _healthy(target, started, revisions, expected)
+
+
+def _failed(target: Target, reason: str) -> Health:
+    return Health(target.name, target.dialect, False, None, reason)
 
 
 def _healthy(

@@ -301,13 +301,11 @@ class FileStateStore:
                 os.unlink(staged[1])
 
     def write(self, state: State) -> None:
-        staged, self._staged = self._staged, None
+        staged = self._staged
         if staged is not None and staged[0] == state:
-            tmp = staged[1]
+            self._staged, tmp = None, staged[1]
         else:
-            if staged is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(staged[1])
+            self.unstage()
             tmp = self._write_temporary(state)
         try:
             os.replace(tmp, self.path)
