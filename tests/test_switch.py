@@ -670,7 +670,7 @@ def test_a_switch_checks_the_sync_way_when_the_target_has_no_asyncio_driver(
 
     try:
         on(app_loop, open_a_session(board))  # the app has a loop
-        monkeypatch.setattr("dbswap._engines.create_async_engine", no_driver)
+        monkeypatch.setattr("sqlalchemy.ext.asyncio.create_async_engine", no_driver)
         assert board.use("production").changed
         with board.sessionmaker()() as s:
             assert read_labels(s) == ["prod-1"]

@@ -7,11 +7,14 @@ their board themselves) use ``set_default_board()`` and ``reset_default_board()`
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from ._sessions import PinnedSession
 from ._switchboard import Switchboard, SwitchResult
+
+if TYPE_CHECKING:
+    from ._sessions import PinnedSession
 
 _board: Switchboard | None = None
 _lock = threading.Lock()

@@ -22,24 +22,27 @@ active target from one mode to the other releases the old mode's pool.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry, Pool, SingletonThreadPool
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, Pool, SingletonThreadPool
 
 from ._errors import ConfigError, ReadOnlyTarget
 from ._targets import Target
+
+if TYPE_CHECKING:  # asyncio is imported only where an asyncio engine is made or used
+    import asyncio
+    import concurrent.futures
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger("dbswap")
 
@@ -52,6 +55,26 @@ _ASYNC_DRIVERS = {
     "mariadb": "aiomysql",
 }
 _ASYNC_READY = {"aiosqlite", "psycopg", "asyncpg", "aiomysql", "asyncmy", "psycopg_async"}
+# Drivers that only work under asyncio: a synchronous engine cannot use them.
+_ASYNC_ONLY = _ASYNC_READY - {"psycopg"}
+# The name each driver gives its connect timeout (asyncpg and pg8000 refuse libpq's).
+_TIMEOUT_ARGUMENT = {
+    "psycopg": "connect_timeout",
+    "psycopg_async": "connect_timeout",
+    "psycopg2": "connect_timeout",
+    "asyncpg": "timeout",
+    "pg8000": "timeout",
+    "pymysql": "connect_timeout",
+    "aiomysql": "connect_timeout",
+    "asyncmy": "connect_timeout",
+    "mysqldb": "connect_timeout",
+    "mysqlconnector": "connection_timeout",
+}
+
+
+def is_async_only(url: URL) -> bool:
+    """Whether the URL names a driver that works only under asyncio (asyncpg, aiosqlite...)."""
+    return url.get_driver_name() in _ASYNC_ONLY
 
 
 def async_url(url: URL) -> URL:
@@ -64,10 +87,13 @@ def async_url(url: URL) -> URL:
 
 
 def _connect_args(url: URL) -> dict[str, Any]:
-    networked = url.get_backend_name() in ("postgresql", "mysql", "mariadb")
-    if networked and "connect_timeout" not in url.query:
-        return {"connect_timeout": CONNECT_TIMEOUT}
-    return {}
+    """A connect timeout, under the name the URL's driver takes (if we know it)."""
+    if url.get_backend_name() == "sqlite":
+        return {}
+    argument = _TIMEOUT_ARGUMENT.get(url.get_driver_name())
+    if argument is None or argument in url.query:
+        return {}
+    return {argument: CONNECT_TIMEOUT}
 
 
 # (enter read-only, leave read-only) per backend: the server enforces it, not SQL parsing.
@@ -115,9 +141,13 @@ class EngineCache:
     """Engines keyed by target name and mode; safe to use from many threads."""
 
     def __init__(
-        self, engine_options: Mapping[str, Any] | None = None, retire_grace: float = 0.0
+        self,
+        engine_options: Mapping[str, Any] | None = None,
+        retire_grace: float = 0.0,
+        target_options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self._options = dict(engine_options or {})
+        self._target_options = {name: dict(o) for name, o in (target_options or {}).items()}
         # Seconds a target's pool survives being switched away from, for fleets that switch
         # back and forth quickly; 0 closes its connections at once (the default).
         self.retire_grace = retire_grace
@@ -177,21 +207,39 @@ class EngineCache:
                 if engine is None:
                     if read_only:  # the board refuses first; this guards any other way in
                         check_read_only_possible(target)
-                    url = async_url(target.sa_url)
-                    engine = create_async_engine(
-                        url, connect_args=_connect_args(url), **self._options
-                    )
-                    if read_only:
-                        _make_read_only(engine.sync_engine, target)
+                    engine = self._create_async(target, read_only)
                     if loop is None:
-                        with contextlib.suppress(RuntimeError):
-                            loop = asyncio.get_running_loop()
+                        loop = _running_loop()
                     if loop is not None:
                         self._loops[target.name] = weakref.ref(loop)
                     self._async[key] = engine
                     if target.name in self._retired:
                         self._park(engine.sync_engine)  # new: nothing idle to close yet
         return engine
+
+    def private_async(self, target: Target, read_only: bool) -> AsyncEngine:
+        """A throw-away asyncio engine without a pool, for a check on a private event loop.
+
+        What synchronous code (the CLI, ``board.check()``) checks an asyncio-only
+        driver (asyncpg, aiosqlite, ...) with: nothing of it outlives its loop.
+        """
+        if read_only:
+            check_read_only_possible(target)
+        return self._create_async(target, read_only, poolclass=NullPool)
+
+    def _create_async(self, target: Target, read_only: bool, **extra: Any) -> AsyncEngine:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        url = async_url(target.sa_url)
+        options = self._options_for(target) | extra
+        options["connect_args"] = _connect_args(url) | options.get("connect_args", {})
+        engine = create_async_engine(url, **options)
+        if read_only:
+            _make_read_only(engine.sync_engine, target)
+        return engine
+
+    def _options_for(self, target: Target) -> dict[str, Any]:
+        return self._options | self._target_options.get(target.name, {})
 
     def on_app_loop(
         self, target: Target, read_only: bool
@@ -203,11 +251,8 @@ class EngineCache:
         """
         loops = (ref() for ref in list(self._loops.values()))
         loop = next((lp for lp in loops if lp is not None and lp.is_running()), None)
-        if loop is None:
+        if loop is None or _running_loop() is loop:
             return None
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                return None
         try:
             return self.async_(target, loop, read_only=read_only), loop
         except Exception as exc:  # e.g. no asyncio driver installed: check the sync way
@@ -221,11 +266,18 @@ class EngineCache:
         if read_only:
             check_read_only_possible(target)
         url = target.sa_url
-        options = dict(self._options)
+        if is_async_only(url):
+            raise ConfigError(
+                f"target {target.name!r} uses {url.get_driver_name()}, an asyncio-only driver: "
+                "use board.async_sessionmaker() or board.async_engine_for(), or give the "
+                "target a URL with a synchronous driver for synchronous sessions"
+            )
+        options = self._options_for(target)
         if is_memory_sqlite(url) and url.database not in (None, "", ":memory:"):
             # a shared-cache memory URI: name the pool SQLAlchemy used to pick on its own
             options.setdefault("poolclass", SingletonThreadPool)
-        engine = create_engine(url, connect_args=_connect_args(url), **options)
+        options["connect_args"] = _connect_args(url) | options.get("connect_args", {})
+        engine = create_engine(url, **options)
         if read_only:
             _make_read_only(engine, target)
         return engine
@@ -322,14 +374,13 @@ class EngineCache:
 
     def _dispose_async_later(self, name: str, pool: Pool) -> None:
         """Close the idle connections of an asyncio pool on the loop that owns them."""
+        import asyncio
+
         ref = self._loops.get(name)
         loop = ref() if ref is not None else None
         if loop is None or loop.is_closed():
             return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        running = _running_loop()
         disposal: asyncio.Future[None] | concurrent.futures.Future[None]
         if running is loop:
             disposal = loop.create_task(_dispose_pool(pool))
@@ -347,6 +398,8 @@ class EngineCache:
                 engine.dispose()
 
     async def adispose(self) -> None:
+        import asyncio
+
         for disposal in list(self._disposals):
             with contextlib.suppress(Exception):
                 await (
@@ -429,7 +482,21 @@ def check_read_only_possible(target: Target) -> None:
 
 
 async def _dispose_pool(pool: Pool) -> None:
+    from sqlalchemy.util import greenlet_spawn
+
     await greenlet_spawn(pool.dispose)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread; None (without importing asyncio) if none."""
+    module = sys.modules.get("asyncio")
+    if module is None:
+        return None
+    try:
+        loop: asyncio.AbstractEventLoop = module.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop
 
 
 _live_caches: weakref.WeakSet[EngineCache] = weakref.WeakSet()

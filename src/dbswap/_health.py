@@ -11,21 +11,24 @@ check. Errors become one masked line, never a stack.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ._engines import is_memory_sqlite
 from ._schema import SchemaGuard
 from ._targets import Target
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,49 @@ def check_target(
     ``meanwhile``: work for the calling thread while the check's thread waits on
     the database (``use()`` stages its state write there).
     """
+    return _check_in_thread(
+        lambda: _probe(engine, target, guard), target, timeout, guard, mask, meanwhile
+    )
+
+
+def check_target_async(
+    engine: AsyncEngine,
+    target: Target,
+    timeout: float,
+    guard: SchemaGuard | None,
+    mask: Callable[[str], str],
+    meanwhile: Callable[[], None] | None = None,
+) -> Health:
+    """``check_target`` for an asyncio-only driver, from synchronous code.
+
+    The probe runs on a private event loop in the check's thread; ``engine``
+    has no pool, so nothing of it outlives that loop.
+    """
+    import asyncio
+
+    async def probe() -> tuple[str, ...] | None:
+        try:
+            return await _probe_async(engine, target, guard)
+        finally:
+            await engine.dispose()
+
+    return _check_in_thread(lambda: asyncio.run(probe()), target, timeout, guard, mask, meanwhile)
+
+
+def _check_in_thread(
+    run_probe: Callable[[], tuple[str, ...] | None],
+    target: Target,
+    timeout: float,
+    guard: SchemaGuard | None,
+    mask: Callable[[str], str],
+    meanwhile: Callable[[], None] | None,
+) -> Health:
     outcome: dict[str, Any] = {}
     started = time.perf_counter()
 
     def probe() -> None:
         try:
-            outcome["revisions"] = _probe(engine, target, guard)
+            outcome["revisions"] = run_probe()
             if guard is not None:
                 outcome["expected"] = guard.code_heads()
         except BaseException as exc:
@@ -101,6 +141,8 @@ def check_target_on_loop(
     meanwhile: Callable[[], None] | None = None,
 ) -> Health:
     """``check_target`` through an asyncio engine, on ``loop`` (never called on it)."""
+    import asyncio
+
     started = time.perf_counter()
     future = asyncio.run_coroutine_threadsafe(_probe_async(engine, target, guard), loop)
     if meanwhile is not None:

@@ -1,37 +1,25 @@
-"""Pinned sessions and the routing engine: the hot path of dbswap.
+"""Pinned sessions: the hot path of dbswap's ORM use.
 
 A pinned Session takes the board's active target when it is created and
 returns that target's engine from ``get_bind()`` until it is closed, so one
 transaction never straddles two databases. After ``close()`` the next use
-takes the target active at that moment.
-
-``board.engine`` is a stable object for Core code: each ``connect()`` or
-``begin()`` goes to the target active at that moment, and an open connection
-stays where it began.
+takes the target active at that moment. An app's own Session class (SQLModel's,
+Flask-SQLAlchemy's, a subclass of its own) is combined with the pinning class,
+pinning first.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ._state import Signal
+from ._routing import FastPin, Pin, RoutingEngine, fresh
 
 if TYPE_CHECKING:
     from ._switchboard import Switchboard
-
-Pin = tuple[str, bool, Engine]  # (target, read-only, engine)
-FastPin = tuple[Signal, int, float, Pin]  # see Switchboard._set_fast
-
-
-def fresh(fast: FastPin | None) -> Pin | None:
-    """What a fast pin pins to, while the counter it was taken at is unchanged."""
-    return fast[3] if fast is not None and fast[0][0] == fast[1] else None
 
 
 class PinnedSession(Session):
@@ -124,7 +112,10 @@ class PinningSessionmaker(sessionmaker[PinnedSession]):
         self._pinning_kw = self._without_routing_bind()
 
     def _without_routing_bind(self) -> dict[str, Any] | None:
-        """The arguments of a pinned session, or None if they name a bind of their own."""
+        """The arguments of a pinned session, or None if they name a bind of their own
+        (or if the session class has an ``__init__`` of its own, which must run)."""
+        if not _plain_init(self.class_):
+            return None
         kw = {
             k: v
             for k, v in self.kw.items()
@@ -146,6 +137,15 @@ class PinningSessionmaker(sessionmaker[PinnedSession]):
         return session
 
 
+def _plain_init(cls: type[Session]) -> bool:
+    """Whether building ``cls`` is PinnedSession's pinning plus ``Session.__init__`` alone."""
+    return all(
+        "__init__" not in vars(klass)
+        for klass in cls.__mro__
+        if issubclass(klass, Session) and klass not in (PinnedSession, Session)
+    )
+
+
 def pinned_session_class(board: Switchboard, *, is_async: bool = False) -> type[PinnedSession]:
     """A PinnedSession subclass tied to ``board`` (what sessionmakers are given)."""
     name = "AsyncPinnedSession" if is_async else "PinnedSession"
@@ -153,67 +153,21 @@ def pinned_session_class(board: Switchboard, *, is_async: bool = False) -> type[
     return type(name, (PinnedSession,), attrs)
 
 
-_NOT_A_BIND = (
-    "board.engine routes each connect() to the active target, so it cannot be a "
-    "Session's bind (every statement would open a new connection); use "
-    "board.sessionmaker() or board.session_class instead"
-)
+def combined_session_class(
+    pinned: type[PinnedSession], own: type[Session] | None
+) -> type[PinnedSession]:
+    """A class that is both the board's pinned class and the app's own ``own``, pinning first.
 
-
-class RoutingEngine:
-    """``board.engine``: import it once; every ``connect()`` follows the board.
-
-    Engine's other attributes (``dialect``, ``url``, ``pool``, ``dispose()``,
-    ...) are those of the active target's engine; ``current`` is that engine.
+    So ``board.sessionmaker(class_=sqlmodel.Session)`` gives pinned sessions
+    that still have SQLModel's ``exec()``.
     """
-
-    def __init__(self, board: Switchboard) -> None:
-        self._board = board
-        self._fast: FastPin | None = None  # set by the board: see Switchboard._set_fast
-
-    @property
-    def current(self) -> Engine:
-        """The real Engine of the target active right now."""
-        return (fresh(self._fast) or self._board._pin(False))[2]
-
-    def connect(self) -> Connection:
-        fast = self._fast  # fresh(), inline: this is the hot path of Core code
-        if fast is not None and fast[0][0] == fast[1]:
-            return fast[3][2].connect()
-        return self._board._pin(False)[2].connect()
-
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """A connection in a transaction, committed at the end (as ``Engine.begin()``)."""
-        with self.connect() as conn, conn.begin():
-            yield conn
-
-    if TYPE_CHECKING:  # for type checkers only: the forwarded attributes are set below
-
-        def __getattr__(self, name: str) -> Any: ...
-
-    def __hash__(self) -> int:
-        # SQLAlchemy's Session keys connections by bind; failing here is the clear error.
-        raise TypeError(_NOT_A_BIND)
-
-    def __eq__(self, other: object) -> bool:
-        return other is self
-
-    def __repr__(self) -> str:
-        return f"<RoutingEngine of {self._board!r}>"
-
-
-def _forwarded(name: str) -> property:
-    def get(self: RoutingEngine) -> Any:
-        return getattr(self.current, name)
-
-    return property(get, doc=f"The active engine's ``{name}``.")
-
-
-# Explicit properties rather than __getattr__: a class with __getattr__ defeats CPython's
-# attribute caches, which made every board.engine.connect() ~0.5 % slower.
-_ENGINE_INSTANCE_ATTRIBUTES = ("dialect", "url", "pool", "logger", "hide_parameters")
-for _name in (*_ENGINE_INSTANCE_ATTRIBUTES, *dir(Engine)):
-    if not _name.startswith("__") and _name not in vars(RoutingEngine):
-        setattr(RoutingEngine, _name, _forwarded(_name))
-del _name
+    if own is None or issubclass(pinned, own):
+        return pinned
+    if not (isinstance(own, type) and issubclass(own, Session)):
+        raise TypeError(
+            f"a session class must be a subclass of sqlalchemy.orm.Session, not {own!r}"
+        )
+    if issubclass(own, pinned):
+        return own
+    attrs = {"__module__": __name__, "__qualname__": f"Pinned{own.__qualname__}"}
+    return type(f"Pinned{own.__name__}", (pinned, own), attrs)

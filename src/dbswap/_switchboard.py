@@ -7,23 +7,23 @@ connections. A refused or failed switch changes nothing and is audited too.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.ext.asyncio import async_sessionmaker as _async_sessionmaker
 
 from ._audit import AuditLog
-from ._engines import EngineCache, check_read_only_possible
+from ._engines import EngineCache, check_read_only_possible, is_async_only
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -33,15 +33,11 @@ from ._errors import (
     UnknownTarget,
 )
 from ._expiry import expiry
-from ._health import Health, check_target, check_target_on_loop
+from ._health import Health, check_target, check_target_async, check_target_on_loop
 from ._masking import mask_text
+from ._pinning import PIN_VARIABLE, process_pin
+from ._routing import FastPin, RoutingEngine
 from ._schema import AlembicGuard, SchemaGuard
-from ._sessions import (
-    FastPin,
-    PinningSessionmaker,
-    RoutingEngine,
-    pinned_session_class,
-)
 from ._state import FileStateStore, State, StateStore, StateUnreadable, utc_now
 from ._targets import (
     Target,
@@ -50,6 +46,12 @@ from ._targets import (
     read_environment,
     validate_targets,
 )
+
+if TYPE_CHECKING:  # the ORM and asyncio are imported only by the code that uses them
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.orm import Session
+
+    from ._sessions import PinnedSession, PinningSessionmaker
 
 logger = logging.getLogger("dbswap")
 
@@ -78,6 +80,9 @@ class Switchboard:
 
     ``targets`` maps names to URLs (or Target objects). Everything else has a
     default; ``Switchboard.from_env()`` builds one from the environment.
+    ``engine_options`` go to every ``create_engine()`` (``pool_pre_ping``,
+    ``pool_size``, ``echo``, ...); ``target_options`` add to or override them
+    for one target: ``{"production": {"pool_size": 20}}``.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class Switchboard:
         allow_remote_local: bool = False,
         store: StateStore | None = None,
         engine_options: Mapping[str, Any] | None = None,
+        target_options: Mapping[str, Mapping[str, Any]] | None = None,
         read_only_targets: Iterable[str] = (),
         alembic_config: str | os.PathLike[str] | None = None,
         retire_grace: float = 0.0,
@@ -111,6 +117,30 @@ class Switchboard:
         if production_lock and PRODUCTION not in self._targets:
             raise ConfigError(
                 "DBSWAP_ENV=production needs a 'production' target: set DATABASE_URL_PRODUCTION"
+            )
+        self.process_pin = process_pin()
+        if self.process_pin is not None:
+            if self.process_pin not in self._targets:
+                raise ConfigError(
+                    f"{PIN_VARIABLE}={self.process_pin!r} (set by dbswap run) is not a target "
+                    f"of this app; known targets: {', '.join(self._targets)}"
+                )
+            if production_lock and self.process_pin != PRODUCTION:
+                raise ConfigError(
+                    f"DBSWAP_ENV=production locks this process to 'production'; it cannot be "
+                    f"pinned to {self.process_pin!r}"
+                )
+        # The target this process uses whatever the state says: the lock's, or dbswap run's.
+        self._fixed = PRODUCTION if production_lock else self.process_pin
+        # Open ``pinned()`` blocks: while there are any, sessions take no fast pin.
+        self._block_pin: ContextVar[str | None] = ContextVar("dbswap_block_pin", default=None)
+        self._open_blocks = 0
+        self._blocks_lock = threading.Lock()
+        unknown_options = sorted(set(target_options or ()) - set(self._targets))
+        if unknown_options:
+            raise ConfigError(
+                f"target_options names {', '.join(map(repr, unknown_options))}, not a target; "
+                f"known targets: {', '.join(self._targets)}"
             )
         self.read_only_targets = frozenset(n.strip().lower() for n in read_only_targets)
         unknown = sorted(self.read_only_targets - set(self._targets))
@@ -134,7 +164,7 @@ class Switchboard:
         self._audit = AuditLog(self.runtime_dir, self._secrets, self._store)
         if not retire_grace >= 0:
             raise ConfigError(f"retire_grace must be >= 0 seconds, not {retire_grace!r}")
-        self._engines = EngineCache(engine_options, retire_grace)
+        self._engines = EngineCache(engine_options, retire_grace, target_options)
         self._engines.on_new_epoch = self._drop_fast
         self._callbacks: list[SwitchCallback] = []
         # (state last seen, target it resolved to, read-only?): one tuple, swapped atomically.
@@ -149,17 +179,26 @@ class Switchboard:
         self._gate: threading.Event | None = None
         self._gate_timeout = 0.0
         self.engine = RoutingEngine(self)
-        self.session_class = pinned_session_class(self)
-        self._async_session_class = pinned_session_class(self, is_async=True)
+        # The pinned Session classes (sync, asyncio), made on first use: the ORM is not
+        # imported by code that never opens a session (the CLI).
+        self._session_classes: list[type[PinnedSession] | None] = [None, None]
+        self._variants: dict[tuple[type[Session], bool], type[PinnedSession]] = {}
+        self._classes_lock = threading.Lock()
 
     @classmethod
     def from_env(
         cls,
         environ: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        *,
+        sqlite_dir: str | os.PathLike[str] | None = None,
         **overrides: Any,
     ) -> Switchboard:
-        """Build a board from ``.env``, ``.env.local`` and the environment (later wins)."""
+        """Build a board from ``.env``, ``.env.local`` and the environment (later wins).
+
+        Relative SQLite paths resolve against ``sqlite_dir`` if given (e.g. a Flask
+        app's instance folder), else against ``cwd``.
+        """
         base = Path(cwd) if cwd is not None else Path.cwd()
         env = read_environment(environ, base)
         state = env.get("DBSWAP_STATE", "file").strip() or "file"
@@ -186,7 +225,7 @@ class Switchboard:
             ),
         }
         options.update(overrides)
-        targets = discover_targets(env, base)
+        targets = discover_targets(env, base / sqlite_dir if sqlite_dir is not None else base)
         if not redis_state or "store" in options:
             return cls(targets, **options)
         from ._redis_state import RedisStateStore
@@ -215,8 +254,12 @@ class Switchboard:
         return self._current()[1]
 
     def _current(self) -> tuple[str, bool]:
-        if self.production_lock:
-            return PRODUCTION, PRODUCTION in self.read_only_targets
+        if self._open_blocks:
+            pinned = self._block_pin.get()
+            if pinned is not None:
+                return pinned, self._default_read_only(pinned)
+        if self._fixed is not None:
+            return self._fixed, self._default_read_only(self._fixed)
         state = self._store.current()
         seen_state, seen_name, seen_read_only = self._seen
         if state is seen_state:
@@ -229,6 +272,8 @@ class Switchboard:
         name, read_only = self._current()
         if self.production_lock:
             return State(PRODUCTION, 0, None, "DBSWAP_ENV=production", read_only)
+        if name == self.process_pin:
+            return State(name, 0, None, f"{PIN_VARIABLE} (dbswap run)", read_only)
         state = self._store.current()
         if state is None or state.target != name:
             return State(name, state.generation if state else 0, read_only=read_only)
@@ -280,8 +325,8 @@ class Switchboard:
         """
         if self._gate is not None:
             self._wait_for_gate()
-        # The production lock ignores the state: nothing to watch, every session comes here.
-        before = None if self.production_lock else self._store.signal()
+        # A fixed target ignores the state: nothing to watch, every session comes here.
+        before = None if self._fixed is not None else self._store.signal()
         stamp = before[0][0] if before is not None else 0  # read before the state
         epoch = self._engines.epoch
         name, read_only = self._current()
@@ -290,8 +335,8 @@ class Switchboard:
         signal = self._store.signal() if before is not None else None
         if signal is not None and epoch == self._engines.epoch:
             self._set_fast(is_async, (signal[0], stamp, signal[1], pinned))
-            if self._gate is not None:  # a drain began meanwhile: its sessions must wait
-                self._drop_fast()
+            if self._gate is not None or self._open_blocks:
+                self._drop_fast()  # a drain or a pinned() block began meanwhile
             elif signal[1] != math.inf and not expiry.watch(self):
                 self._set_fast(is_async, None)  # nothing would expire it: no fast pin
         return pinned
@@ -304,10 +349,10 @@ class Switchboard:
         one read of shared memory, with no call into the board and no clock:
         the hot path of every session. The deadline is kept by ``_expiry``.
         """
-        if is_async:
-            self._async_session_class._dbswap_fast = fast
-        else:
-            self.session_class._dbswap_fast = fast
+        cls = self._session_classes[is_async]
+        if cls is not None:
+            cls._dbswap_fast = fast  # every class made from it (class_=...) inherits it
+        if not is_async:
             self.engine._fast = fast
 
     def _drop_fast(self) -> None:
@@ -317,12 +362,13 @@ class Switchboard:
 
     def _expire_fast(self, now: float) -> None:
         """Drop the fast pins whose deadline has passed (from the ``_expiry`` thread)."""
-        for is_async, fast in (
-            (False, self.session_class._dbswap_fast),
-            (True, self._async_session_class._dbswap_fast),
-        ):
+        for is_async in (False, True):
+            cls = self._session_classes[is_async]
+            fast = cls._dbswap_fast if cls is not None else None
+            if not is_async and fast is None:
+                fast = self.engine._fast  # the CLI and Core code may have no session class
             if fast is not None and fast[2] <= now:
-                self._set_fast(is_async, None)  # racing a fresh pin only costs one slow path
+                self._set_fast(is_async, None)  # racing a fresh pin costs one slow path
 
     def _observe(self, state: State | None) -> tuple[str, bool]:
         """Resolve a newly seen state to (target, read-only) and follow it."""
@@ -359,7 +405,10 @@ class Switchboard:
         gate = self._gate
         if gate is None:
             return
+        asyncio = sys.modules.get("asyncio")  # not imported: no event loop can be running
         try:
+            if asyncio is None:
+                raise RuntimeError
             asyncio.get_running_loop()
         except RuntimeError:
             gate.wait(self._gate_timeout)  # a thread may block, for a bounded time
@@ -368,6 +417,8 @@ class Switchboard:
 
     async def ready(self) -> None:
         """In async code: wait (bounded) while a drained switch pauses new sessions."""
+        import asyncio
+
         gate = self._gate
         if gate is None:
             return
@@ -382,14 +433,85 @@ class Switchboard:
     def async_engine_for(self, target: str | None = None) -> AsyncEngine:
         return self._engines.async_(self.target(target))
 
-    def sessionmaker(self, **kw: Any) -> PinningSessionmaker:
-        """A real ``sessionmaker`` whose sessions are pinned to the active target."""
-        return PinningSessionmaker(self.session_class, **kw)
+    @property
+    def session_class(self) -> type[PinnedSession]:
+        """The Session class whose instances are pinned to the active target."""
+        return self._session_class(False)
 
-    def async_sessionmaker(self, **kw: Any) -> _async_sessionmaker[AsyncSession]:
-        """A real ``async_sessionmaker`` whose sessions are pinned to the active target."""
-        kw.setdefault("sync_session_class", self._async_session_class)
-        return _async_sessionmaker(**kw)
+    def _session_class(self, is_async: bool, own: type[Session] | None = None) -> type[Any]:
+        cls = self._session_classes[is_async]
+        if cls is None or own is not None:
+            from ._sessions import combined_session_class, pinned_session_class
+
+            with self._classes_lock:
+                cls = self._session_classes[is_async]
+                if cls is None:
+                    cls = pinned_session_class(self, is_async=is_async)
+                    cls._dbswap_fast = None  # the next session takes a fresh pin
+                    self._session_classes[is_async] = cls
+                if own is not None:
+                    key = (own, is_async)
+                    if key not in self._variants:
+                        self._variants[key] = combined_session_class(cls, own)
+                    cls = self._variants[key]
+        return cls
+
+    def sessionmaker(self, class_: type[Session] | None = None, **kw: Any) -> PinningSessionmaker:
+        """A real ``sessionmaker`` whose sessions are pinned to the active target.
+
+        ``class_``: the app's own Session class (e.g. ``sqlmodel.Session``);
+        its sessions are of a subclass of it that pins.
+        """
+        from ._sessions import PinningSessionmaker
+
+        return PinningSessionmaker(self._session_class(False, class_), **kw)
+
+    def async_sessionmaker(
+        self,
+        class_: type[AsyncSession] | None = None,
+        *,
+        sync_session_class: type[Session] | None = None,
+        **kw: Any,
+    ) -> async_sessionmaker[AsyncSession]:
+        """A real ``async_sessionmaker`` whose sessions are pinned to the active target.
+
+        ``class_``: the app's own AsyncSession class (e.g. SQLModel's); its
+        sessions' ``sync_session`` is of a subclass of ``sync_session_class``
+        (default: ``class_.sync_session_class``) that pins.
+        """
+        from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+        async_class = class_ if class_ is not None else AsyncSession
+        own = sync_session_class or getattr(async_class, "sync_session_class", None)
+        return async_sessionmaker(
+            class_=async_class, sync_session_class=self._session_class(True, own), **kw
+        )
+
+    @contextmanager
+    def pinned(self, target: str) -> Iterator[Switchboard]:
+        """Sessions, ``board.engine`` and ``board.active`` use ``target`` inside the block.
+
+        Only for the code in the block (this thread, or this asyncio task); the
+        shared state and every other process, thread and task are untouched.
+        Sessions opened inside keep their target to their end, as always.
+        """
+        name = self.target(target).name
+        if self._fixed is not None and name != self._fixed:
+            reason = "DBSWAP_ENV=production" if self.production_lock else "dbswap run"
+            raise SwitchLocked(
+                f"this process is fixed to {self._fixed!r} by {reason}; it cannot pin {name!r}",
+                target=name,
+            )
+        with self._blocks_lock:
+            self._open_blocks += 1
+        self._drop_fast()  # fast pins ignore blocks: none while one is open
+        token = self._block_pin.set(name)
+        try:
+            yield self
+        finally:
+            self._block_pin.reset(token)
+            with self._blocks_lock:
+                self._open_blocks -= 1
 
     # -- switching -----------------------------------------------------------
 
@@ -435,6 +557,13 @@ class Switchboard:
             audit.write("refused", None, "production lock (DBSWAP_ENV=production)")
             raise SwitchLocked(
                 "switching is disabled: DBSWAP_ENV=production locks the target to 'production'",
+                target=name,
+            )
+        if self.process_pin is not None:
+            audit.write("refused", None, f"this process is pinned by {PIN_VARIABLE} (dbswap run)")
+            raise SwitchLocked(
+                f"this process runs pinned to {self.process_pin!r} (dbswap run): it uses that "
+                "target and switches nobody; switch from outside it",
                 target=name,
             )
         if not timeout > 0:
@@ -568,6 +697,21 @@ class Switchboard:
                     self.mask(f"{type(exc).__name__}: {exc}"),
                 )
 
+    def record_run(
+        self, target: str, command: str, exit_code: int, user: str | None, duration: float
+    ) -> None:
+        """Audit a command run pinned to ``target`` (``dbswap run``): who, what, how it ended."""
+        self._audit.record(
+            outcome="run",
+            user=user,
+            source=self.active,
+            target=target,
+            generation=None,
+            duration_ms=duration * 1000,
+            command=command,
+            exit_code=exit_code,
+        )
+
     # -- health --------------------------------------------------------------
 
     def check(self, target: str | None = None, timeout: float = 3.0) -> list[Health]:
@@ -605,10 +749,14 @@ class Switchboard:
         round trips of a check through aiosqlite: it is checked the synchronous way.
         """
         guard = self.schema_guard if schema else None
-        if on_app_loop and not target.is_sqlite:
+        async_only = is_async_only(target.sa_url)
+        if (on_app_loop and not target.is_sqlite) or async_only:
             app = self._engines.on_app_loop(target, read_only)
             if app is not None:
                 return check_target_on_loop(*app, target, timeout, guard, self.mask, meanwhile)
+        if async_only:  # no app loop to check on: a private one, with a connection of its own
+            private = self._engines.private_async(target, read_only)
+            return check_target_async(private, target, timeout, guard, self.mask, meanwhile)
         engine = self._engines.sync(target, read_only)
         return check_target(engine, target, timeout, guard, self.mask, meanwhile)
 

@@ -1,13 +1,16 @@
-"""The ``dbswap`` command: status, targets, use, check, history.
+"""The ``dbswap`` command: status, targets, use, check, history, run, demo.
 
 Exit codes: 0 ok, 1 refused or failed (switch, health), 2 usage or configuration
-error. Every error is one line on stderr, masked, without a traceback.
+error; ``run`` exits with its command's code. Every error is one line on
+stderr, masked, without a traceback. A command imports what it uses when it
+runs (no ORM, no asyncio, no framework for ``status``).
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
+from . import __version__
 from ._errors import ConfigError, DBSwapError
 from ._health import Health
 from ._masking import mask_text
@@ -34,6 +38,12 @@ class Failed(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+class CommandNotRun(Failed):
+    """``dbswap run`` could not start its command: exit code 127, as a shell says."""
+
+    exit_code = 127
 
 
 class Misconfigured(click.UsageError):
@@ -79,7 +89,7 @@ def _emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="dbswap")
+@click.version_option(__version__, prog_name="dbswap")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Switch a running app between databases without a restart.
@@ -95,6 +105,7 @@ def cli(ctx: click.Context) -> None:
       dbswap use production --user alice
       dbswap use local
       dbswap history -n 5
+      dbswap run production -- alembic upgrade head
     """
     ctx.ensure_object(dict)
 
@@ -202,12 +213,7 @@ def use(
     board = _board(ctx)
     name = name.strip().lower()
     if name == PRODUCTION and name != board.active and not yes:
-        try:
-            confirmed = click.confirm("Switch the app to PRODUCTION?", default=False)
-        except click.Abort:  # no answer (no terminal, end of input)
-            confirmed = False
-        if not confirmed:
-            raise Failed("not confirmed, nothing changed; pass --yes to switch without asking")
+        _confirm("Switch the app to PRODUCTION?")
     with _errors():
         result = board.use(
             name,
@@ -279,6 +285,65 @@ def history(ctx: click.Context, limit: int, as_json: bool) -> None:
     _emit(entries, as_json, text)
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--user", "-u", help="Who is running it (default: cli:<login name>).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before running against production.")
+@click.pass_context
+def run(
+    ctx: click.Context, name: str, command: tuple[str, ...], user: str | None, yes: bool
+) -> None:
+    """Run COMMAND with every dbswap board in it pinned to target NAME.
+
+    Nobody else moves: the shared state, the running app and `dbswap status`
+    are untouched. For migrations, init scripts and data fixes against one
+    database. Exits with COMMAND's exit code; the audit log records the run
+    (user, target, command name, exit code). Put `--` before COMMAND.
+
+    \b
+    Examples:
+      dbswap run production -- alembic upgrade head
+      dbswap run staging -- flask init-db
+      dbswap run production --yes -- python manage.py migrate
+    """
+    import subprocess
+    import time
+
+    from ._pinning import pinned_environment
+
+    board = _board(ctx)
+    with _errors():
+        target = board.target(name).name
+        if board.production_lock and target != PRODUCTION:
+            raise ConfigError(
+                f"DBSWAP_ENV=production locks this environment to 'production'; cannot run "
+                f"against {target!r}"
+            )
+    if target == PRODUCTION and not yes:
+        _confirm(f"Run {command[0]!r} against PRODUCTION?")
+    started = time.perf_counter()
+    try:
+        child = subprocess.Popen(command, env=pinned_environment(target))
+    except OSError as exc:
+        raise CommandNotRun(f"cannot run {command[0]!r}: {exc.strerror}") from None
+    while True:
+        try:
+            code = child.wait()
+            break
+        except KeyboardInterrupt:  # the child got the same Ctrl+C: let it finish first
+            continue
+    code = code if code >= 0 else 128 - code  # killed by a signal: as a shell reports it
+    board.record_run(
+        target,
+        os.path.basename(command[0]),
+        code,
+        user or _default_user(),
+        time.perf_counter() - started,
+    )
+    ctx.exit(code)
+
+
 def board_commands(board: BoardSource, *, name: str = "dbswap") -> click.Group:
     """status, targets, use, check and history as a new group working on ``board``.
 
@@ -294,11 +359,20 @@ def board_commands(board: BoardSource, *, name: str = "dbswap") -> click.Group:
 
     return click.Group(
         name,
-        commands=[status, targets, use, check, history],
+        commands=[status, targets, use, check, history, run],
         callback=bind,
         help="Switch this app between databases without a restart (dbswap).",
         context_settings={"help_option_names": ["-h", "--help"]},
     )
+
+
+def _confirm(question: str) -> None:
+    try:
+        confirmed = click.confirm(question, default=False)
+    except click.Abort:  # no answer (no terminal, end of input)
+        confirmed = False
+    if not confirmed:
+        raise Failed("not confirmed, nothing changed; pass --yes to go ahead without asking")
 
 
 def _health_fields(h: Health) -> dict[str, Any]:

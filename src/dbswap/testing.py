@@ -10,6 +10,10 @@ Installed with dbswap (entry point ``pytest11``), it gives:
 - ``dbswap_urls``: override this fixture to give the board your own targets.
 - ``forced_target(board, name)``: a context manager that switches for a block
   and switches back.
+
+It loads in every pytest run of a venv where dbswap is installed, so it
+imports nothing of dbswap (nor SQLAlchemy) until a test asks for a fixture:
+a run that does not use it cannot be broken by it.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ._defaults import set_default_board
-from ._switchboard import Switchboard
+if TYPE_CHECKING:
+    from ._switchboard import Switchboard
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,6 +52,9 @@ def dbswap_board(
     request: pytest.FixtureRequest, tmp_path: Path, dbswap_urls: dict[str, str]
 ) -> Iterator[Switchboard]:
     """An isolated Switchboard, also the default board while the test runs."""
+    from ._defaults import set_default_board
+    from ._switchboard import Switchboard
+
     board = Switchboard(dbswap_urls, runtime_dir=tmp_path / "dbswap-runtime")
     marker = request.node.get_closest_marker("dbswap_target")
     if marker is not None:

@@ -5,18 +5,17 @@
     from dbswap.demo import create_app
     app = create_app(board, admin_password="...")   # a FastAPI app; run it with uvicorn
 
-``create_app`` is imported on first use, so that registering the ``demo``
-command (``dbswap --help``) does not import FastAPI.
+Everything is imported on first use, so that registering the ``demo`` command
+(``dbswap --help``) imports neither FastAPI nor the ORM.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._data import SEED_EVENTS, SEED_TRACKS
-
 if TYPE_CHECKING:
     from ._app import create_app, demo_board
+    from ._data import SEED_EVENTS, SEED_TRACKS
 
 __all__ = ["SEED_EVENTS", "SEED_TRACKS", "create_app", "demo_board"]
 
@@ -26,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from . import _app
 
         return getattr(_app, name)
+    if name in ("SEED_EVENTS", "SEED_TRACKS"):
+        from . import _data
+
+        return getattr(_data, name)
     raise AttributeError(f"module 'dbswap.demo' has no attribute {name!r}")
