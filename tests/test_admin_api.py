@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +25,7 @@ from webhelpers import (
     USER,
     TestClient,
     admin_app,
+    authorize_by_token,
     live_server,
     snapshot,
 )
@@ -209,6 +213,107 @@ def test_authorize_may_be_async_or_raise_http_exception(board: dbswap.Switchboar
         assert response.status_code == 403
         assert response.json()["error"] == "csrf"
     assert board.active == "local"
+
+
+def _on_loop() -> bool:
+    """Whether this thread is running an event loop (False in a threadpool thread)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("server", ["testclient", "uvicorn"])
+def test_a_sync_authorize_runs_in_the_threadpool_never_on_the_event_loop(
+    board: dbswap.Switchboard, server: str
+) -> None:
+    """A plain ``def`` authorize may block: every route calls it off the loop's thread."""
+    calls: list[tuple[int, bool]] = []
+
+    def authorize(request: Request) -> str:
+        calls.append((threading.get_ident(), _on_loop()))
+        return authorize_by_token(request)
+
+    app = FastAPI()
+    app.include_router(admin_router(board, authorize=authorize))
+
+    @app.get("/loop-thread")
+    async def loop_thread() -> int:
+        return threading.get_ident()
+
+    def exercise(http: httpx.Client | TestClient) -> tuple[int, list[int]]:
+        loop_ident: int = http.get("/loop-thread").json()
+        statuses = [
+            http.get(STATUS, headers=ADMIN).status_code,
+            http.post(SWITCH, json={"useProduction": True}, headers=ADMIN).status_code,
+            http.get(HISTORY, headers=ADMIN).status_code,
+            http.get(PAGE, headers=ADMIN).status_code,
+            http.get(STATUS).status_code,  # refused from the thread: still a clean 401
+            http.get(PAGE, headers=USER).status_code,
+        ]
+        return loop_ident, statuses
+
+    if server == "testclient":
+        with TestClient(app) as client:
+            loop_ident, statuses = exercise(client)
+    else:
+        with live_server(app) as base, httpx.Client(base_url=base) as http:
+            loop_ident, statuses = exercise(http)
+    assert statuses == [200, 200, 200, 200, 401, 403]
+    assert board.active == "production"
+    assert len(calls) == 6
+    for ident, on_loop in calls:
+        assert on_loop is False
+        assert ident != loop_ident
+
+
+def test_an_async_authorize_is_awaited_on_the_loop_and_a_sync_one_may_return_one(
+    board: dbswap.Switchboard,
+) -> None:
+    """``async def`` (or an async ``__call__``, or a partial of one) runs on the loop, as before;
+    a plain function that returns a coroutine runs off the loop, its coroutine on it."""
+    calls: list[tuple[str, bool]] = []
+
+    async def checked(request: Request, label: str) -> str:
+        calls.append((label, _on_loop()))
+        return authorize_by_token(request)
+
+    async def async_def(request: Request) -> str:
+        return await checked(request, "async def")
+
+    class AsyncCall:
+        async def __call__(self, request: Request) -> str:
+            return await checked(request, "async __call__")
+
+    def returns_a_coroutine(request: Request) -> Awaitable[str]:
+        calls.append(("sync part", _on_loop()))
+        return checked(request, "its coroutine")
+
+    authorizers: list[Callable[[Request], str | Awaitable[str]]] = [
+        async_def,
+        AsyncCall(),
+        functools.partial(checked, label="partial"),
+        returns_a_coroutine,
+    ]
+    for authorize in authorizers:
+        app = FastAPI()
+        app.include_router(admin_router(board, authorize=authorize))
+        with TestClient(app) as client:
+            assert client.get(STATUS, headers=ADMIN).json()["target"] == "local"
+            assert client.get(STATUS, headers=USER).status_code == 403
+    assert calls == [
+        ("async def", True),
+        ("async def", True),
+        ("async __call__", True),
+        ("async __call__", True),
+        ("partial", True),
+        ("partial", True),
+        ("sync part", False),
+        ("its coroutine", True),
+        ("sync part", False),
+        ("its coroutine", True),
+    ]
 
 
 def test_the_production_lock_is_403_with_its_reason(

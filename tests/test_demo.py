@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import dbswap
 from dbswap.demo import SEED_EVENTS, SEED_TRACKS, create_app, demo_board
+from dbswap.demo._data import seed_rows
 from dbswap.demo.cli import demo_command
 from webhelpers import PAGE, STATUS, SWITCH, TestClient, live_server
 
@@ -211,6 +212,93 @@ def test_demo_board_makes_two_sqlite_databases_or_uses_the_environment(
         board.dispose()
 
 
+def test_an_extra_target_of_the_environment_joins_the_two_defaults_and_is_served(
+    tmp_path: Path, sqlite_url: Callable[[str], str]
+) -> None:
+    """Only DATABASE_URL_STAGING set: local and production are still the demo's SQLite files."""
+    staging = sqlite_url("staging")
+    board = demo_board("data", environ={"DATABASE_URL_STAGING": staging}, cwd=tmp_path)
+    try:
+        assert list(board.targets) == ["local", "production", "staging"]
+        assert board.url_for("staging") == staging
+        for name in ("local", "production"):
+            assert board.url_for(name) == f"sqlite:///{tmp_path / 'data' / name}.db"
+        assert board.default_target == "local" and board.active == "local"
+        app = create_app(board, admin_password=PASSWORD, admin_token=TOKEN)
+        with TestClient(app) as client:
+            assert app.state.unprepared == {}
+            status = client.get(STATUS, headers=BEARER).json()
+            assert [t["name"] for t in status["targets"]] == ["local", "production", "staging"]
+            assert client.get("/api/tracks").json()["target"] == "local"
+            assert "(targets: local, production, staging)" in client.get("/").text
+
+            _switch(client, "staging")
+            body = client.get("/api/tracks").json()
+            assert body["target"] == "staging"
+            assert [t["title"] for t in body["tracks"]] == [
+                t for t, _, _ in seed_rows("staging")[0]
+            ]
+            events = client.get("/api/events").json()
+            assert events["target"] == "staging" and len(events["events"]) == 1
+            page = client.get("/").text
+            assert "<strong>staging</strong>" in page and "staging sample track" in page
+            assert 'id="production-banner"' not in page
+            client.post("/login", data={"password": PASSWORD})
+            admin = client.get(PAGE).text
+            assert (
+                'data-target="staging"' in admin
+                and 'id="active-badge" data-target="staging"' in admin
+            )
+    finally:
+        board.dispose()
+    # The rows were written into the staging database itself.
+    with sqlite3.connect(str(tmp_path / "staging.db")) as conn:
+        count = conn.execute("SELECT count(*) FROM dbswap_demo_tracks").fetchone()[0]
+    conn.close()
+    assert count == len(seed_rows("staging")[0])
+
+
+def test_the_environment_wins_for_the_defaults_and_its_settings_still_apply(
+    tmp_path: Path, sqlite_url: Callable[[str], str]
+) -> None:
+    env = {
+        "DATABASE_URL_LOCAL": sqlite_url("env_local"),
+        "DATABASE_URL_STAGING": sqlite_url("staging"),
+        "BLOB_READ_WRITE_TOKEN_STAGING": "blob-staging",
+        "DBSWAP_READONLY": "staging",
+        "DBSWAP_RUNTIME_DIR": "rt-env",
+    }
+    board = demo_board("data", environ=env, cwd=tmp_path)
+    try:
+        assert list(board.targets) == ["local", "production", "staging"]
+        assert board.url_for("local") == env["DATABASE_URL_LOCAL"]
+        assert board.url_for("production") == f"sqlite:///{tmp_path / 'data' / 'production'}.db"
+        assert not (tmp_path / "data" / "local.db").exists()
+        assert board.read_only_targets == {"staging"}
+        assert board.runtime_dir == tmp_path / "rt-env"
+        assert dict(board.targets["staging"].settings) == {"BLOB_READ_WRITE_TOKEN": "blob-staging"}
+    finally:
+        board.dispose()
+    locked_env = {"DATABASE_URL_STAGING": env["DATABASE_URL_STAGING"], "DBSWAP_ENV": "production"}
+    locked = demo_board("data", environ=locked_env, cwd=tmp_path)
+    try:
+        assert locked.production_lock is True and locked.active == "production"
+        assert set(locked.targets) == {"local", "production", "staging"}
+    finally:
+        locked.dispose()
+    # Both defaults set: nothing of the demo's own, exactly as before.
+    full = {
+        "DATABASE_URL_LOCAL": env["DATABASE_URL_LOCAL"],
+        "DATABASE_URL_PRODUCTION": sqlite_url("env_prod"),
+    }
+    board = demo_board("elsewhere", environ=full, cwd=tmp_path)
+    try:
+        assert list(board.targets) == ["local", "production"]
+        assert not (tmp_path / "elsewhere").exists()
+    finally:
+        board.dispose()
+
+
 def test_the_demo_runs_under_a_real_uvicorn_server(board: dbswap.Switchboard) -> None:
     app = create_app(board, admin_password=PASSWORD, admin_token=TOKEN)
     with live_server(app) as base, httpx.Client(base_url=base) as http:
@@ -356,6 +444,51 @@ def test_dbswap_demo_serves_switches_and_stops_cleanly_on_ctrl_c(tmp_path: Path)
         errors = stderr.read()
         stderr.close()
     assert "Traceback" not in errors and "Aborted" not in errors
+
+
+def test_dbswap_demo_starts_with_only_an_extra_target_in_the_environment(tmp_path: Path) -> None:
+    """``DATABASE_URL_STAGING`` alone: the command starts and lists local, production, staging."""
+    staging = tmp_path / "staging.db"
+    sqlite3.connect(staging).close()
+    port = _free_port()
+    env = _clean_env() | {"DATABASE_URL_STAGING": f"sqlite:///{staging}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbswap.demo", "--port", str(port), "--data-dir", "demo-data"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        output = ""
+        while "Ctrl+C to stop." not in output:  # printed after the admin URL and the targets
+            line = process.stdout.readline()
+            assert line, f"the demo exited early: {output}"
+            output += line
+        assert f"http://127.0.0.1:{port}/admin/configuration" in output
+        listed = re.findall(r"^  (local|production|staging):\s+(\S+)$", output, re.MULTILINE)
+        assert listed == [
+            ("local", f"sqlite:///{tmp_path / 'demo-data' / 'local.db'}"),
+            ("production", f"sqlite:///{tmp_path / 'demo-data' / 'production.db'}"),
+            ("staging", f"sqlite:///{staging}"),
+        ]
+        assert "warning" not in output and "error" not in output
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+    with sqlite3.connect(str(staging)) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert {"dbswap_demo_tracks", "dbswap_demo_events"} <= tables
 
 
 def _wait_until_serving(base: str) -> None:

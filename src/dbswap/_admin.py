@@ -353,6 +353,11 @@ class AdminCore:
         )
 
     @staticmethod
+    def render_token_page(*, urls: Mapping[str, str], script_nonce: str, home: str = "/") -> str:
+        """The page for bearer-token admins: a shell with no data; its script asks for the token."""
+        return _template("token_page.html").render(urls=dict(urls), nonce=script_nonce, home=home)
+
+    @staticmethod
     def render_error_page(status: int, message: str, *, script_nonce: str, home: str = "/") -> str:
         return _template("configuration.html").render(
             status=None,

@@ -16,12 +16,13 @@
 
 Every decision (statuses, messages, payloads, CSRF) lives in ``dbswap._admin``,
 shared with the other adapters; this module only translates requests and
-responses. Blocking work (switch, health checks, the audit file) runs in the
-thread pool, never on the event loop.
+responses. Blocking work (a plain ``def`` authorize, switch, health checks, the
+audit file) runs in the thread pool, never on the event loop.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -48,6 +49,7 @@ from ._admin import (
     page_headers,
 )
 from ._csrf import COOKIE_NAME, RequestFacts
+from ._errors import ConfigError
 from ._switchboard import Switchboard
 
 __all__ = ["AdminError", "Authorize", "Forbidden", "NotAuthenticated", "admin_router"]
@@ -169,6 +171,7 @@ def admin_router(
     trusted_origins: Iterable[str] = (),
     login_url: str | None = None,
     home_url: str = "/",
+    token_page: bool = False,
     switch_timeout: float = 3.0,
     check_timeout: float = 1.0,
     tags: list[str] | None = None,
@@ -176,11 +179,21 @@ def admin_router(
     """The admin API and page for ``board``, guarded by the app's ``authorize(request)``.
 
     ``authorize`` may be sync or async; it must not read a switched database.
+    A plain ``def`` runs in the thread pool, an ``async def`` on the event loop.
     It may raise ``NotAuthenticated``, ``Forbidden`` or an ``HTTPException``.
     Without ``csrf_secret``, the processes of one host share a random key kept
     in the runtime dir; processes on several hosts need the same ``csrf_secret``.
     With ``login_url``, an anonymous visitor of the page is redirected there
     with ``?next=``.
+
+    ``token_page=True`` is for apps whose admins authenticate with a bearer
+    token rather than a cookie session: ``GET /admin/configuration`` then
+    serves, to anyone, a page shell that holds no data (no target, URL,
+    history or user) and asks for the admin token. Its script keeps the token
+    in the tab's ``sessionStorage`` (never ``localStorage`` or a cookie) and
+    drives the JSON API with ``Authorization: Bearer <token>``, which
+    ``authorize`` checks on every request as for any script; a refused token
+    is forgotten and asked for again. It takes no ``login_url`` (a ``ConfigError``).
     """
     core = AdminCore(
         board,
@@ -190,11 +203,19 @@ def admin_router(
         check_timeout=check_timeout,
     )
     router = APIRouter(tags=list(tags) if tags is not None else ["dbswap admin"])
+    if token_page and login_url is not None:
+        raise ConfigError("token_page=True asks for a token on the page: give no login_url")
+
+    authorize_is_async = _is_async_callable(authorize)
 
     async def identify(request: Request) -> str:
         try:
-            value: Any = authorize(request)
-            if inspect.isawaitable(value):
+            # A plain ``def`` may block (a session store, an LDAP call): never on the loop.
+            if authorize_is_async:
+                value: Any = authorize(request)
+            else:
+                value = await run_in_threadpool(authorize, request)
+            if inspect.isawaitable(value):  # an async one, or a sync one returning a coroutine
                 value = await value
         except HTTPException as exc:
             raise AdminError(
@@ -279,6 +300,12 @@ def admin_router(
     )
     async def configuration_page(request: Request) -> Response:
         nonce = secrets.token_urlsafe(16)
+        urls = {
+            key: request.url_for(f"dbswap_{key}").path for key in ("status", "switch", "history")
+        }
+        if token_page:  # a shell without data: its script asks for the token, then the API
+            html = core.render_token_page(urls=urls, script_nonce=nonce, home=home_url)
+            return HTMLResponse(html, headers=page_headers(nonce))
         try:
             user = await identify(request)
         except AdminError as exc:
@@ -293,9 +320,6 @@ def admin_router(
         new_cookie, token = core.csrf.issue(request.cookies.get(COOKIE_NAME))
         health = await run_in_threadpool(core.health)
         history = await run_in_threadpool(core.history, ())
-        urls = {
-            key: request.url_for(f"dbswap_{key}").path for key in ("status", "switch", "history")
-        }
         html = core.render_page(
             user=user,
             csrf_token=token,
@@ -318,6 +342,15 @@ def admin_router(
         return response
 
     return router
+
+
+def _is_async_callable(value: Any) -> bool:
+    """An ``async def`` function, an object whose ``__call__`` is one, or a partial of either."""
+    while isinstance(value, functools.partial):
+        value = value.func
+    if inspect.iscoroutinefunction(value):
+        return True
+    return callable(value) and inspect.iscoroutinefunction(value.__call__)
 
 
 def _facts(request: Request) -> RequestFacts:

@@ -41,18 +41,33 @@ def demo_board(
     environ: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
 ) -> Switchboard:
-    """The environment's targets if any ``DATABASE_URL_<NAME>`` is set, else two SQLite files."""
+    """Two SQLite files, ``local`` and ``production``, plus the environment's targets.
+
+    Every ``DATABASE_URL_<NAME>`` of the environment is a target, and it wins:
+    a SQLite file in ``data_dir`` stands in only for ``local`` or ``production``
+    when the environment does not set it. Once the environment sets any target,
+    the board is ``Switchboard.from_env``'s (``DBSWAP_RUNTIME_DIR``,
+    ``DBSWAP_DEFAULT_TARGET``... apply); otherwise its runtime dir is in ``data_dir``.
+    """
     base = Path(cwd) if cwd is not None else Path.cwd()
     env = read_environment(environ, base)
-    if any(key.startswith(URL_PREFIX) and value.strip() for key, value in env.items()):
-        return Switchboard.from_env(environ, base)
+    configured = {
+        key[len(URL_PREFIX) :].lower()
+        for key, value in env.items()
+        if key.startswith(URL_PREFIX) and value.strip()
+    }
+    missing = [name for name in ("local", PRODUCTION) if name not in configured]
     directory = (base / (data_dir or DEFAULT_DATA_DIR)).resolve()
-    directory.mkdir(parents=True, exist_ok=True)
     urls = {}
-    for name in ("local", PRODUCTION):
+    if missing:
+        directory.mkdir(parents=True, exist_ok=True)
+    for name in missing:
         path = directory / f"{name}.db"
         sqlite3.connect(path).close()  # the health check wants the file to exist
         urls[name] = f"sqlite:///{path}"
+    if configured:
+        defaults = {f"{URL_PREFIX}{name.upper()}": url for name, url in urls.items()}
+        return Switchboard.from_env({**env, **defaults}, base)
     locked = env.get("DBSWAP_ENV", "").strip().lower() == PRODUCTION
     read_only = [n for n in env.get("DBSWAP_READONLY", "").split(",") if n.strip()]
     return Switchboard(
@@ -218,6 +233,7 @@ def _page(
         read_only=read_only,
         user=request.session.get("user"),
         admin_url=ADMIN_URL,
+        targets=list(board.targets),
         **context,
     )
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})

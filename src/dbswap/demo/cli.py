@@ -39,15 +39,17 @@ class DemoMisconfigured(DemoError):
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where the demo's SQLite databases live when no DATABASE_URL_<NAME> is set "
-    "[default: .runtime/demo].",
+    help="Where the demo's SQLite databases for local and production live when "
+    "DATABASE_URL_LOCAL / DATABASE_URL_PRODUCTION do not set them [default: .runtime/demo].",
 )
 def demo_command(host: str, port: int, data_dir: Path | None) -> None:
     """Run the demo: a DJ's site whose database you switch live at /admin/configuration.
 
-    Without DATABASE_URL_<NAME> variables it creates two SQLite databases,
-    local and production, with different rows. With them, it uses those
-    targets and creates and fills its own dbswap_demo_* tables if missing.
+    It creates two SQLite databases, local and production, with different
+    rows, for whichever of the two the environment does not set. Every
+    DATABASE_URL_<NAME> is a target too (e.g. DATABASE_URL_STAGING beside the
+    two defaults), where it creates and fills its own dbswap_demo_* tables if
+    missing.
     The admin password is DBSWAP_ADMIN_PASSWORD, or one printed at start;
     scripts may send 'Authorization: Bearer <DBSWAP_ADMIN_TOKEN>' when it is set.
     """
