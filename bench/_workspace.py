@@ -38,6 +38,7 @@ class Sizes:
     fleet_workers: int = 4  # gunicorn gthread workers...
     fleet_threads: int = 8  # ...and threads per worker
     propagation_spacing: float = 0.03  # seconds between two switches of one store
+    cli_rounds: int = 21  # fresh processes per CLI command (and as many for the baseline)
 
 
 FULL = Sizes(
@@ -71,6 +72,7 @@ QUICK = Sizes(
     fleet_seconds=0.75,
     observers=1,
     propagation_switches=6,
+    cli_rounds=2,
 )
 
 

@@ -16,7 +16,7 @@ import sqlalchemy
 
 import dbswap
 
-from . import fleet, hotpath, overhead, overhead_async, scaling, switching, timeline, web
+from . import fleet, hotpath, overhead, overhead_async, scaling, startup, switching, timeline, web
 from ._databases import Postgres, fast_dir, fs_type
 from ._report import Report, Row, fmt_time, table, write
 from ._workspace import FULL, QUICK, Workspace
@@ -35,6 +35,7 @@ SUITES: dict[str, tuple[str, Callable[[Workspace], list[Row]]]] = {
     "hotpath": ("hot path: each step of a pinned session, in ns; profile", hotpath.run),
     "timeline": ("in-process latency around a switch (the plot)", timeline.run),
     "fleet": ("gunicorn fleet under switching; propagation, file vs Redis", fleet.run),
+    "cli": ("the dbswap command's start-up, against importing SQLAlchemy", startup.run),
 }
 
 
@@ -101,7 +102,7 @@ def run(selected: list[str], args: argparse.Namespace) -> Report:
         report.notes += _implied(report.rows, ws)
     finally:
         ws.close()
-    order = ["overhead", "switch", "restart", "scaling", "hotpath", "timeline", "fleet"]
+    order = ["overhead", "switch", "restart", "scaling", "hotpath", "timeline", "fleet", "cli"]
     report.rows.sort(key=lambda row: order.index(row.suite) if row.suite in order else 99)
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
     report.meta["loadavg_end"] = _loadavg()

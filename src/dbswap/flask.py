@@ -29,6 +29,9 @@ API and page as a blueprint, and ``flask dbswap ...``.
 
 ``init_app`` sets ``SQLALCHEMY_DATABASE_URI`` to the default target's URL when
 it is unset (Flask-SQLAlchemy insists on one) and initialises ``db`` if needed.
+Relative SQLite paths mean what they mean to Flask-SQLAlchemy: a file in the
+app's instance folder (``app.instance_path``), both in the targets of the board
+``init_app`` builds and in ``SQLALCHEMY_DATABASE_URI``.
 From then on dbswap decides the default bind: each request is pinned, when it
 begins, to the target active at that moment, and ``db.session``, ``db.engine``
 and ``db.create_all()`` use that target until the request ends, even if a switch
@@ -44,6 +47,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
+import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -76,6 +81,7 @@ from ._admin import (
 )
 from ._csrf import COOKIE_NAME, RequestFacts
 from ._errors import ConfigError
+from ._masking import mask_url
 from ._sessions import PinnedSession
 from ._switchboard import Switchboard
 from ._targets import normalize_url
@@ -95,6 +101,7 @@ Authorize = Callable[[], object]
 """Return the acting user's id, or raise NotAuthenticated (401) / Forbidden (403) / abort()."""
 
 EXTENSION = "dbswap"
+logger = logging.getLogger("dbswap")
 _PIN = "_dbswap_pin"  # the request's (target, read-only, engine), in flask.g
 _NO_STORE = {"Cache-Control": "no-store"}
 _Pin = tuple[str, bool, Engine]
@@ -109,6 +116,7 @@ class _AppState:
     authorize: Authorize | None
     login_url: str | None
     home_url: str
+    follows: bool = True  # False: a test config named its own database; dbswap steps aside
 
 
 def current_board() -> Switchboard:
@@ -145,7 +153,11 @@ class Session(PinnedSession, _FlaskSQLAlchemySession):
     def __init__(self, db: SQLAlchemy, bind: Any = None, **kw: Any) -> None:
         # Flask-SQLAlchemy's __init__, then our own pin (the request's, not the board's now).
         _FlaskSQLAlchemySession.__init__(self, db, bind=bind, **kw)
-        self._dbswap_explicit = bind is not None or bool(kw.get("binds"))
+        # An explicit bind, or an app dbswap steps aside for (a test config's own
+        # database): not pinned; Flask-SQLAlchemy's own get_bind picks the engine.
+        self._dbswap_explicit = (
+            bind is not None or bool(kw.get("binds")) or not _state(app_ctx.app).follows
+        )
         if not self._dbswap_explicit:
             self._dbswap_pin()
 
@@ -214,20 +226,50 @@ def _follow(db: SQLAlchemy, app: Flask, board: Switchboard) -> None:
     by_app[app] = _FollowingEngines(board, engines)
 
 
-def _check_database_uri(app: Flask, board: Switchboard) -> None:
-    """SQLALCHEMY_DATABASE_URI: the default target's URL unless set; never another database."""
+def _check_database_uri(app: Flask, board: Switchboard) -> bool:
+    """SQLALCHEMY_DATABASE_URI: the default target's URL unless set; never another database.
+
+    A relative SQLite path is a file in the app's instance folder, as Flask-SQLAlchemy
+    opens it. Returns False when dbswap steps aside: a test config (``TESTING``) that
+    names its own database keeps it, with Flask-SQLAlchemy's own engine.
+    """
     default_url = board.url_for(board.default_target)
-    uri = app.config.setdefault("SQLALCHEMY_DATABASE_URI", default_url)
+    uri = app.config.get("SQLALCHEMY_DATABASE_URI")
     if uri is None:
         app.config["SQLALCHEMY_DATABASE_URI"] = default_url
-        return
+        return True
     text = uri.render_as_string(hide_password=False) if isinstance(uri, sa.URL) else str(uri)
-    if normalize_url(text, Path.cwd()) not in {t.url for t in board.targets.values()}:
-        raise ConfigError(
-            "SQLALCHEMY_DATABASE_URI names a database that is not a dbswap target; dbswap "
-            "decides the default bind, so leave it unset (dbswap sets the default target's "
-            "URL) or set it to one of the targets' DATABASE_URL_<NAME>"
+    if normalize_url(text, Path(app.instance_path)) in {t.url for t in board.targets.values()}:
+        return True
+    if app.testing:
+        logger.warning(
+            "dbswap does not switch Flask app %r: its test config (TESTING) names its own "
+            "database in SQLALCHEMY_DATABASE_URI (%s), which is not a dbswap target; the app "
+            "uses that database",
+            app.name,
+            mask_url(text),
         )
+        return False
+    raise ConfigError(
+        "SQLALCHEMY_DATABASE_URI names a database that is not a dbswap target; dbswap "
+        "decides the default bind, so leave it unset (dbswap sets the default target's "
+        "URL) or set it to one of the targets' DATABASE_URL_<NAME>"
+    )
+
+
+def _board_from_env(app: Flask) -> Switchboard:
+    """``Switchboard.from_env()``, relative SQLite paths in the app's instance folder.
+
+    The folder is created if a target lives in it, as Flask-SQLAlchemy does.
+    """
+    board = Switchboard.from_env(sqlite_dir=app.instance_path)
+    instance = Path(app.instance_path).resolve()
+    for target in board.targets.values():
+        database = target.sa_url.database if target.is_sqlite else None
+        if database and instance in Path(database).parents:
+            os.makedirs(app.instance_path, exist_ok=True)
+            break
+    return board
 
 
 # -- the extension -------------------------------------------------------------
@@ -236,7 +278,8 @@ def _check_database_uri(app: Flask, board: Switchboard) -> None:
 class DBSwap:
     """The dbswap extension: ``DBSwap(app, db=db)`` or ``swap.init_app(app, db=db)``.
 
-    ``board`` defaults to ``Switchboard.from_env()`` (one per app). With
+    ``board`` defaults to ``Switchboard.from_env()`` (one per app; relative SQLite
+    paths in the app's instance folder, as Flask-SQLAlchemy has them). With
     ``authorize`` (a function of no arguments reading ``flask.request`` or
     ``flask.session``; it must not read a switched database), the admin API
     and page are registered under ``url_prefix``. The page's CSRF secret is
@@ -273,7 +316,9 @@ class DBSwap:
     def init_app(self, app: Flask, db: SQLAlchemy | None = None) -> None:
         if EXTENSION in app.extensions:
             raise RuntimeError("dbswap is already initialised on this Flask app")
-        board = self._board if self._board is not None else Switchboard.from_env()
+        board = self._board if self._board is not None else _board_from_env(app)
+        db = _database(app, db)
+        follows = db is None or _check_database_uri(app, board)
         secret = self._csrf_secret
         if secret is None and app.config.get("SECRET_KEY"):
             key = app.config["SECRET_KEY"]
@@ -287,39 +332,43 @@ class DBSwap:
             check_timeout=self._timeouts[1],
         )
         app.extensions[EXTENSION] = _AppState(
-            board, core, self._authorize, self._login_url, self._home_url
+            board, core, self._authorize, self._login_url, self._home_url, follows
         )
-        app.before_request(_pin_request)
-        app.teardown_request(_unpin_request)
-        self._init_db(app, board, db)
+        if follows:
+            app.before_request(_pin_request)
+            app.teardown_request(_unpin_request)
+        if db is not None:
+            _init_db(app, board, db, follows)
         if self._authorize is not None:
             app.register_blueprint(_admin_blueprint(), url_prefix=self._url_prefix)
         app.cli.add_command(board_commands(board))
-
-    @staticmethod
-    def _init_db(app: Flask, board: Switchboard, db: SQLAlchemy | None) -> None:
-        registered = app.extensions.get("sqlalchemy")
-        if db is None:
-            db = registered
-        elif registered is None:
-            _check_database_uri(app, board)
-            db.init_app(app)
-        elif registered is not db:
-            raise RuntimeError("another SQLAlchemy instance is registered on this app")
-        if db is None:
-            return  # no Flask-SQLAlchemy: use board.sessionmaker() directly
-        session_class = getattr(db.session.session_factory, "class_", None)
-        if not (isinstance(session_class, type) and issubclass(session_class, Session)):
-            raise ConfigError(
-                "db.session does not follow dbswap: create the extension with "
-                'SQLAlchemy(session_options={"class_": dbswap.flask.Session})'
-            )
-        _follow(db, app, board)
 
     @property
     def board(self) -> Switchboard:
         """The board given to the constructor, or the current app's."""
         return self._board if self._board is not None else current_board()
+
+
+def _database(app: Flask, db: SQLAlchemy | None) -> SQLAlchemy | None:
+    """The app's Flask-SQLAlchemy extension: ``db``, or the one already registered."""
+    registered = app.extensions.get("sqlalchemy")
+    if db is not None and registered is not None and registered is not db:
+        raise RuntimeError("another SQLAlchemy instance is registered on this app")
+    return db if db is not None else registered
+
+
+def _init_db(app: Flask, board: Switchboard, db: SQLAlchemy, follows: bool) -> None:
+    if app.extensions.get("sqlalchemy") is None:
+        db.init_app(app)
+    session_class = getattr(db.session.session_factory, "class_", None)
+    if not (isinstance(session_class, type) and issubclass(session_class, Session)):
+        raise ConfigError(
+            "db.session does not follow dbswap: create the extension with "
+            'SQLAlchemy(session_options={"class_": dbswap.flask.Session})'
+        )
+    if follows:
+        _follow(db, app, board)
+    # else: Flask-SQLAlchemy's own engine serves the test config's database (no pin)
 
 
 def _pin_request() -> None:

@@ -7,6 +7,7 @@ keep working; every other target is an alias named after it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,8 @@ from django.db import DEFAULT_DB_ALIAS
 
 from .._errors import ConfigError
 from .._targets import Target, discover_targets, read_environment
+
+logger = logging.getLogger("dbswap")
 
 # SQLAlchemy backend names that Django (and dj-database-url) spell differently.
 _SCHEMES = {"mariadb": "mysql"}
@@ -27,11 +30,23 @@ def databases_from_env(
     *,
     conn_max_age: int | None = 0,
     conn_health_checks: bool = False,
+    ssl_require: bool = False,
+    options: Mapping[str, Any] | None = None,
+    per_target: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``DATABASES`` for settings.py: one alias per target, parsed with dj-database-url.
 
     Pass ``cwd=BASE_DIR`` so ``.env`` files and relative SQLite paths are
-    read from the project, as the board does.
+    read from the project, as the board does. ``conn_max_age``,
+    ``conn_health_checks`` and ``ssl_require`` mean what they mean to
+    ``dj_database_url.config()``, on every alias; ``ssl_require`` sets
+    ``OPTIONS["sslmode"] = "require"`` on PostgreSQL aliases (a SQLite file has
+    no connection to encrypt; MySQL and MariaDB are refused: their drivers
+    spell it differently, pass it in ``options``). ``options`` is merged into
+    every alias's ``OPTIONS`` (over the URL's query). ``per_target`` overrides
+    any of these four for one target, by target name (its ``options`` merged over
+    the shared ones):
+    ``per_target={"production": {"conn_max_age": 600, "options": {...}}}``.
     """
     try:
         import dj_database_url
@@ -53,19 +68,77 @@ def databases_from_env(
             f"default target {default!r} is not configured; set DBSWAP_DEFAULT_TARGET to "
             f"one of: {', '.join(targets)}"
         )
+    shared = {
+        "conn_max_age": conn_max_age,
+        "conn_health_checks": conn_health_checks,
+        "ssl_require": ssl_require,
+        "options": options,
+    }
+    overrides = _overrides(per_target or {}, targets)
     databases: dict[str, dict[str, Any]] = {}
     for name in [default, *(n for n in targets if n != default)]:
         alias = alias_for(name, default)
+        wanted = shared | overrides.get(name, {})
+        url = _django_url(targets[name])
         try:
-            config = dj_database_url.parse(
-                _django_url(targets[name]),
-                conn_max_age=conn_max_age,
-                conn_health_checks=conn_health_checks,
+            config: dict[str, Any] = dict(
+                dj_database_url.parse(
+                    url,
+                    conn_max_age=wanted["conn_max_age"],
+                    conn_health_checks=bool(wanted["conn_health_checks"]),
+                    ssl_require=_ssl_require(name, url, bool(wanted["ssl_require"])),
+                )
             )
         except ValueError as exc:  # an unknown scheme; the message names no password
             raise ConfigError(f"DATABASE_URL_{name.upper()}: {exc}") from None
-        databases[alias] = dict(config)
+        extra = {**(options or {}), **(overrides.get(name, {}).get("options") or {})}
+        if extra:
+            config["OPTIONS"] = {**config.get("OPTIONS", {}), **extra}
+        databases[alias] = config
     return databases
+
+
+_SETTINGS = frozenset({"conn_max_age", "conn_health_checks", "ssl_require", "options"})
+
+
+def _overrides(
+    per_target: Mapping[str, Mapping[str, Any]], targets: Mapping[str, Target]
+) -> dict[str, dict[str, Any]]:
+    """``per_target`` checked: known settings only; a target not configured here is skipped
+    (with a warning)."""
+    found: dict[str, dict[str, Any]] = {}
+    for raw_name, settings in per_target.items():
+        name = raw_name.strip().lower()
+        unknown = set(settings) - _SETTINGS
+        if unknown:
+            raise ConfigError(
+                f"per_target[{raw_name!r}]: unknown setting(s) {', '.join(sorted(unknown))}; "
+                f"use {', '.join(sorted(_SETTINGS))}"
+            )
+        if name in targets:
+            found[name] = dict(settings)
+        else:  # e.g. production, absent from a developer's environment; or a typo
+            logger.warning(
+                "databases_from_env: per_target names %r, which is not a configured target "
+                "(targets: %s); its settings are not used",
+                raw_name,
+                ", ".join(targets),
+            )
+    return found
+
+
+def _ssl_require(name: str, url: str, wanted: bool) -> bool:
+    """Whether to ask dj-database-url for ``sslmode=require`` (PostgreSQL only)."""
+    scheme = url.split(":", 1)[0]
+    if not wanted or scheme == "sqlite":
+        return False
+    if scheme != "postgresql":
+        raise ConfigError(
+            f"ssl_require applies to PostgreSQL; target {name!r} is {scheme}: require TLS "
+            "with its driver's own option, e.g. per_target={"
+            f"{name!r}: {{'options': {{'ssl_mode': 'REQUIRED'}}}}}} (mysqlclient)"
+        )
+    return True
 
 
 def alias_for(target: str, default_target: str) -> str:
