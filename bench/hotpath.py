@@ -74,9 +74,9 @@ def run(ws: Workspace) -> list[Row]:
     if counter is None:
         raise RuntimeError(f"the generation counter could not be mapped in {board.runtime_dir}")
     path = os.fspath(store.path)
+    session_class = board.session_class  # made on first use, without a fast pin
     board._pin(False)
     board._pin(False)  # the second one installs a fast pin with a live deadline
-    session_class = board.session_class
 
     def fast_check() -> object:  # what a new session does inline
         fast = session_class._dbswap_fast

@@ -90,6 +90,10 @@ EXPECTED_ROWS = (
         "t.session.first",
         "f.propagation.file.p50",
         "f.propagation.file.p99",
+        "cli.status",
+        "cli.history",
+        "cli.version",
+        "cli.use",
     }
 )
 

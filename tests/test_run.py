@@ -210,3 +210,31 @@ def test_pinned_refuses_an_unknown_target_and_a_locked_process(
             pass
     finally:
         locked.close()
+
+
+def test_flask_dbswap_run_pins_the_command_to_the_apps_target(
+    project: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``flask dbswap run`` is the same command on the app's own board."""
+    from flask import Flask
+
+    from dbswap.flask import DBSwap
+
+    for key, value in project.items():
+        monkeypatch.setenv(key, value)
+    app = Flask(__name__)
+    DBSwap(app)  # board from the environment: the command's child builds the same one
+    report = tmp_path / "seen.txt"
+    child = (
+        "import sys; from dbswap import Switchboard; "
+        f"open({str(report)!r}, 'w').write(Switchboard.from_env().active)"
+    )
+    runner = app.test_cli_runner()
+    done = runner.invoke(
+        args=["dbswap", "run", "production", "--yes", "--", sys.executable, "-c", child]
+    )
+    assert done.exit_code == 0, done.output
+    assert report.read_text() == "production"
+    board = app.extensions["dbswap"].board
+    assert board.active == "local"
+    assert board.history(1)[0]["outcome"] == "run"
