@@ -238,3 +238,57 @@ def test_flask_dbswap_run_pins_the_command_to_the_apps_target(
     board = app.extensions["dbswap"].board
     assert board.active == "local"
     assert board.history(1)[0]["outcome"] == "run"
+
+
+ALEMBIC_ENV = """
+from alembic import context
+from dbswap import Switchboard
+
+board = Switchboard.from_env()  # the app's own board: dbswap run pins it
+with board.engine.connect() as connection:
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+board.close()
+"""
+
+ALEMBIC_REVISION = """
+from alembic import op
+import sqlalchemy as sa
+
+revision = "aaaa00000001"
+down_revision = None
+
+
+def upgrade():
+    op.create_table("tracks", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("tracks")
+"""
+
+
+def test_alembic_upgrade_under_dbswap_run_migrates_that_target_only(
+    project: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's recipe: `dbswap run production -- alembic upgrade head`."""
+    root = tmp_path / "migrations"
+    (root / "versions").mkdir(parents=True)
+    (root / "env.py").write_text(ALEMBIC_ENV)
+    (root / "script.py.mako").write_text("")
+    (root / "versions" / "aaaa00000001.py").write_text(ALEMBIC_REVISION)
+    (tmp_path / "alembic.ini").write_text(f"[alembic]\nscript_location = {root}\n")
+    alembic = str(Path(sys.executable).with_name("alembic"))
+    done = dbswap(project, "run", "production", "--yes", "--", alembic, "upgrade", "head")
+    assert done.returncode == 0, done.stderr
+
+    def tables(url: str) -> set[str]:
+        engine = sa.create_engine(url)
+        try:
+            return set(sa.inspect(engine).get_table_names())
+        finally:
+            engine.dispose()
+
+    assert {"tracks", "alembic_version"} <= tables(project["DATABASE_URL_PRODUCTION"])
+    assert tables(project["DATABASE_URL_LOCAL"]) == {"items"}
