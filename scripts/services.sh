@@ -15,6 +15,18 @@ fi
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+# The metrics test scrapes through a real Prometheus server: Debian's, never a downloaded one.
+# The test starts its own on a loopback port; the package's service must not start (policy-rc.d).
+if [ ! -x /usr/bin/prometheus ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  no_start=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    no_start=1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  [ -z "$no_start" ] || rm -f /usr/sbin/policy-rc.d
+fi
 for _ in $(seq 1 30); do
   pg_isready -q -h 127.0.0.1 -p 5432 \
     && mysqladmin -uroot -h127.0.0.1 --connect-timeout=2 ping >/dev/null 2>&1 \

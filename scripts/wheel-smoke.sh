@@ -7,7 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 extras=("$@")
-[ ${#extras[@]} -gt 0 ] || extras=(bare postgres mysql fastapi flask django redis alembic)
+[ ${#extras[@]} -gt 0 ] || extras=(bare postgres mysql fastapi flask django redis alembic metrics otel)
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -30,6 +30,8 @@ declare -A imports=(
   [django]="dbswap.django dj_database_url"
   [redis]="redis dbswap._redis_state"
   [alembic]="alembic dbswap._schema"
+  [metrics]="prometheus_client dbswap.metrics"
+  [otel]="opentelemetry.trace"
 )
 
 for extra in "${extras[@]}"; do

@@ -75,3 +75,12 @@ def mariadb_url() -> Iterator[Callable[[str], str]]:
         for db in created:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{db}`"))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def django_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Django configured once for the whole run (it cannot be set up twice in a process)."""
+    from djangohelpers import configured_django
+
+    with configured_django(tmp_path_factory.mktemp("django")) as urls:
+        yield urls

@@ -160,7 +160,10 @@ def test_installed_command_prints_no_traceback(env: dict[str, str], tmp_path: Pa
         text=True,
     )
     assert done.returncode == 2
-    assert done.stderr.strip() == "error: not a database URL: '::bad::'"
+    assert done.stderr.strip() == (
+        "error: DATABASE_URL_LOCAL: not a database URL: '::bad::' (it does not begin with a "
+        "database type such as postgresql://); expected e.g. postgresql://user:password@host:5432/dbname"
+    )
     ok = subprocess.run(
         [str(dbswap_bin), "use", "production", "--yes"], env=env, cwd=tmp_path, capture_output=True
     )

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import dbswap
 from dbswap.demo import SEED_EVENTS, SEED_TRACKS, create_app, demo_board
+from dbswap.demo._app import SESSION_COOKIE
 from dbswap.demo._data import seed_rows
 from dbswap.demo.cli import demo_command
 from webhelpers import PAGE, STATUS, SWITCH, TestClient, live_server
@@ -134,6 +135,64 @@ def test_the_admin_logs_in_with_the_password_and_never_elsewhere(client: TestCli
     client.post("/logout")
     assert client.get(STATUS).status_code == 401
     assert client.get(PAGE, follow_redirects=False).headers["location"].startswith("/login?next=")
+
+
+class FakeClock:
+    """A clock the test moves by hand: the login window passes without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_logins_are_limited_per_client_address(board: dbswap.Switchboard) -> None:
+    clock = FakeClock()
+    app = create_app(board, admin_password=PASSWORD, clock=clock)
+    with TestClient(app) as client, TestClient(app, client=("10.0.0.2", 50000)) as other:
+        for _ in range(5):
+            assert client.post("/login", data={"password": "guess"}).status_code == 401
+        limited = client.post("/login", data={"password": "guess"})
+        assert limited.status_code == 429 and limited.headers["Retry-After"] == "60"
+        assert "Too many failed log-ins from your address; try again in 60 s." in limited.text
+        clock.now += 30
+        right = client.post("/login", data={"password": PASSWORD}, follow_redirects=False)
+        assert right.status_code == 429 and right.headers["Retry-After"] == "30"  # still waits
+        assert client.get(STATUS).status_code == 401
+        # Another address is not held back by this one's failures.
+        assert other.post("/login", data={"password": PASSWORD}).status_code == 200
+        assert other.get(STATUS).status_code == 200
+        clock.now += 31  # the oldest failure is now older than the window
+        assert client.post("/login", data={"password": PASSWORD}).status_code == 200
+        assert client.get(STATUS).status_code == 200
+        # A success forgets the failures: five more wrong ones before the next 429.
+        for _ in range(5):
+            assert client.post("/login", data={"password": "guess"}).status_code == 401
+        assert client.post("/login", data={"password": "guess"}).status_code == 429
+
+
+def test_logout_revokes_the_session_even_for_a_copy_of_its_cookie(
+    board: dbswap.Switchboard,
+) -> None:
+    app = create_app(board, admin_password=PASSWORD)
+    with TestClient(app) as client:
+        client.post("/login", data={"password": PASSWORD})
+        assert client.get(STATUS).status_code == 200
+        stolen = client.cookies[SESSION_COOKIE]  # e.g. left in another browser, or copied
+        client.post("/logout")
+        assert client.get(STATUS).status_code == 401
+    with TestClient(app, cookies={SESSION_COOKIE: stolen}) as replay:
+        assert replay.get(STATUS).status_code == 401
+        assert replay.post(SWITCH, json={"target": "production"}).status_code == 401
+        page = replay.get(PAGE, follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
+        assert "Log out admin" not in replay.get("/").text
+    assert board.active == "local"
+    with TestClient(app) as client:  # logging in again works, with a new session
+        client.post("/login", data={"password": PASSWORD})
+        assert client.get(STATUS).status_code == 200
+        assert client.cookies[SESSION_COOKIE] != stolen
 
 
 def test_bearer_tokens_are_checked_and_off_unless_configured(board: dbswap.Switchboard) -> None:

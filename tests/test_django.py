@@ -1,6 +1,6 @@
 """``dbswap.django``: the ORM follows the switch, pinned per request; admin views; command.
 
-Django is configured once for this process, with the project in
+Django is configured once per run (``django_urls``, see ``djangohelpers``), with the project in
 ``tests/django_project`` (settings built by ``databases_from_env()``): ``local``
 (the ``default`` alias) is a SQLite file, ``production`` a PostgreSQL
 database, ``staging`` a SQLite file that lacks migrations. Each test gets a
@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,11 @@ from werkzeug.serving import make_server
 
 import dbswap
 import dbswap.django
-from dbhelpers import PG_ADMIN, labels
+from dbhelpers import labels
+from djangohelpers import PROJECT, create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.postgres
 
-PROJECT = Path(__file__).parent / "django_project"
 SWITCH, STATUS, HISTORY, PAGE = (
     "/api/admin/database/switch",
     "/api/admin/database",
@@ -42,68 +41,9 @@ SWITCH, STATUS, HISTORY, PAGE = (
 ROWS = {"local": ["local-1"], "production": ["prod-1", "prod-2"]}
 
 
-def _create_pg_database() -> str:
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"dbswap_django_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return sa.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-
-
-def _drop_pg_database(url: str) -> None:
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            name = sa.make_url(url).database
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
-
-
 @pytest.fixture(scope="module")
-def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Configure Django once: three databases, migrated (staging only partly), two users."""
-    base = tmp_path_factory.mktemp("django")
-    urls = {
-        "local": f"sqlite:///{base / 'local.db'}",
-        "production": _create_pg_database(),
-        "staging": f"sqlite:///{base / 'staging.db'}",
-    }
-    env = {f"DATABASE_URL_{name.upper()}": url for name, url in urls.items()}
-    env["DBSWAP_RUNTIME_DIR"] = str(base / "runtime")
-    saved = {key: os.environ.get(key) for key in [*env, "DJANGO_SETTINGS_MODULE"]}
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "djproject.settings"
-    sys.path.insert(0, str(PROJECT))
-    try:
-        import django
-        from django.core.management import call_command
-
-        django.setup()
-        from django.contrib.auth.models import User
-        from django.db import connections
-
-        call_command("migrate", database="default", verbosity=0)
-        call_command("migrate", database="production", verbosity=0)
-        call_command("migrate", "contenttypes", database="staging", verbosity=0)
-        User.objects.db_manager("default").create_user("alice", password="pw", is_staff=True)
-        User.objects.db_manager("default").create_user("bob", password="pw")
-        connections.close_all()
-        yield urls
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        dbswap.django.set_board(None)
-        _drop_pg_database(urls["production"])
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def urls(django_urls: dict[str, str]) -> dict[str, str]:
+    return django_urls
 
 
 def _reset_rows(url: str, rows: list[str]) -> None:
@@ -464,9 +404,42 @@ def _manage(urls: dict[str, str], runtime: Path, *args: str) -> subprocess.Compl
     )
 
 
+def test_manage_py_migrate_under_dbswap_run_migrates_that_target_only(tmp_path: Path) -> None:
+    """`dbswap run production -- manage.py migrate`: the pinned target is the default alias."""
+    local = tmp_path / "fresh-local.db"
+    local.touch()
+    fresh = {"local": f"sqlite:///{local}", "production": create_pg_database()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DBSWAP_"))}
+    env |= {f"DATABASE_URL_{n.upper()}": u for n, u in fresh.items()}
+    env["DBSWAP_RUNTIME_DIR"] = str(tmp_path / "rt")
+    try:
+        migrate = [sys.executable, str(PROJECT / "manage.py"), "migrate", "-v", "0"]
+        done = subprocess.run(
+            [sys.executable, "-m", "dbswap", "run", "production", "--yes", "--", *migrate],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr
+
+        def tables(url: str) -> set[str]:
+            engine = sa.create_engine(url)
+            try:
+                return set(sa.inspect(engine).get_table_names())
+            finally:
+                engine.dispose()
+
+        assert "django_migrations" in tables(fresh["production"])
+        assert tables(fresh["local"]) == set()  # the default target was not touched
+    finally:
+        drop_pg_database(fresh["production"])
+
+
 def test_migrations_run_against_a_chosen_target(tmp_path: Path, urls: dict[str, str]) -> None:
     """`manage.py migrate --database=production` migrates that target; then it passes the guard."""
-    fresh = {"local": urls["local"], "production": _create_pg_database()}
+    fresh = {"local": urls["local"], "production": create_pg_database()}
     try:
         board = dbswap.Switchboard(fresh, runtime_dir=tmp_path / "rt")
         board.schema_guard = dbswap.django.MigrationGuard(board.default_target)
@@ -479,7 +452,7 @@ def test_migrations_run_against_a_chosen_target(tmp_path: Path, urls: dict[str, 
         finally:
             board.dispose()
     finally:
-        _drop_pg_database(fresh["production"])
+        drop_pg_database(fresh["production"])
 
 
 def test_the_apps_own_test_suite_passes_with_the_router(

@@ -251,7 +251,9 @@ def test_redis_outage_keeps_the_target_refuses_switches_and_recovers(
             direct.use("local")  # the fleet moves on meanwhile
             time.sleep(0.5)
             assert board.active == "production"
-            unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
+            unreachable = [
+                r for r in caplog.records if r.name == "dbswap" and "unreachable" in r.getMessage()
+            ]
             assert len(unreachable) == 1  # logged once, not per session
             proxy.restore()
             wait_for(lambda: board.active == "local", 5)  # caught up on its own

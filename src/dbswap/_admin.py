@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._health import Health
 from ._switchboard import PRODUCTION, Switchboard
+from ._targets import check_seconds
 
 logger = logging.getLogger("dbswap")
 
@@ -46,6 +47,15 @@ MAX_TARGET_CHARS = 64
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 1000
 LOCK_REASON = "DBSWAP_ENV=production locks the target to 'production'; switching is disabled"
+
+
+def _lock_message(holder: str | None) -> str | None:
+    """The page's and API's words for a production lock, held here or by a process sharing it."""
+    if holder is None:
+        return None
+    if holder == "DBSWAP_ENV=production":
+        return LOCK_REASON
+    return f"{holder} locks the target to 'production'; switching is disabled"
 
 
 class AdminError(Exception):
@@ -128,8 +138,8 @@ class AdminCore:
         switch_timeout: float = 3.0,
         check_timeout: float = 1.0,
     ) -> None:
-        if not switch_timeout > 0 or not check_timeout > 0:
-            raise ConfigError("switch_timeout and check_timeout must be positive numbers")
+        switch_timeout = check_seconds(switch_timeout, "switch_timeout")
+        check_timeout = check_seconds(check_timeout, "check_timeout")
         self.board = board
         if csrf_secret is None:  # shared by the processes of this host through the runtime dir
             csrf_secret = shared_key(board.runtime_dir)
@@ -156,13 +166,14 @@ class AdminCore:
 
     def status(self) -> dict[str, Any]:
         board = self.board
-        state = board.state
+        state, lock = board.state, board.lock_reason
+        served = PRODUCTION if lock is not None else state.target  # a locked app ignores the state
         return {
-            "target": state.target,
-            "useProduction": state.target == PRODUCTION,
+            "target": served,
+            "useProduction": served == PRODUCTION,
             "readOnly": bool(state.read_only),
-            "locked": board.production_lock,
-            "lockReason": LOCK_REASON if board.production_lock else None,
+            "locked": lock is not None,
+            "lockReason": _lock_message(lock),
             "generation": state.generation,
             "switchedAt": state.switched_at,
             "switchedBy": state.switched_by,
@@ -173,7 +184,7 @@ class AdminCore:
                     "dialect": target.dialect,
                     "url": board.mask(target.masked_url),
                     "production": name == PRODUCTION,
-                    "active": name == state.target,
+                    "active": name == served,
                     "readOnlyDefault": name in board.read_only_targets,
                 }
                 for name, target in board.targets.items()
@@ -278,10 +289,9 @@ class AdminCore:
                 knownTargets=list(exc.known),
             ) from None
         except SwitchLocked as exc:
-            if board.production_lock:
-                raise AdminError(
-                    LOCK_REASON, status=403, code="locked", reason=LOCK_REASON
-                ) from None
+            if exc.locked:
+                message = _lock_message(board.lock_reason) or board.mask(exc.reason)
+                raise AdminError(message, status=403, code="locked", reason=message) from None
             raise AdminError(board.mask(exc.reason), status=409, code="busy") from None
         except TargetUnavailable as exc:
             raise AdminError(

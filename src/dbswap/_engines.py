@@ -36,7 +36,7 @@ from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool, Pool, SingletonThreadPool
 
 from ._errors import ConfigError, ReadOnlyTarget
-from ._targets import Target
+from ._targets import Target, check_seconds
 
 if TYPE_CHECKING:  # asyncio is imported only where an asyncio engine is made or used
     import asyncio
@@ -149,8 +149,9 @@ class EngineCache:
         self._options = dict(engine_options or {})
         self._target_options = {name: dict(o) for name, o in (target_options or {}).items()}
         # Seconds a target's pool survives being switched away from, for fleets that switch
-        # back and forth quickly; 0 closes its connections at once (the default).
-        self.retire_grace = retire_grace
+        # back and forth quickly; 0 closes its connections at once (the default). Bounded:
+        # an infinite grace would crash its timer thread, not this call.
+        self.retire_grace = check_seconds(retire_grace, "retire_grace", zero_ok=True)
         self._retire_lock = threading.Lock()
         self._retire_timers: dict[str, threading.Timer] = {}
         self._lock = threading.Lock()

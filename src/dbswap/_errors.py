@@ -34,7 +34,9 @@ class UnknownTarget(DBSwapError, LookupError):
         self.target = target
         self.known = tuple(sorted(known))
         choices = ", ".join(self.known) or "none (set DATABASE_URL_<NAME> variables)"
-        super().__init__(f"unknown target {target!r}; known targets: {choices}")
+        # repr() escapes what a terminal or a page could not show; a long name is cut.
+        shown = repr(target[:100]) + ("..." if len(target) > 100 else "")
+        super().__init__(f"unknown target {shown}; known targets: {choices}")
 
     def __str__(self) -> str:  # LookupError would quote the message like a key
         return str(self.args[0])
@@ -52,9 +54,10 @@ class TargetUnavailable(DBSwapError, ConnectionError):
 class SwitchLocked(DBSwapError, PermissionError):
     """Switching is refused: production lock, or another switch holds the lock."""
 
-    def __init__(self, reason: str, target: str | None = None) -> None:
+    def __init__(self, reason: str, target: str | None = None, *, locked: bool = False) -> None:
         self.reason = reason
         self.target = target
+        self.locked = locked  # True: a production lock (lasting), not a busy lock (retry)
         super().__init__(reason)
 
 

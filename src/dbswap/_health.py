@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ._engines import is_memory_sqlite
 from ._schema import SchemaGuard
-from ._targets import Target
+from ._targets import Target, check_seconds
 
 if TYPE_CHECKING:
     import asyncio
@@ -64,6 +64,7 @@ def check_target(
     ``meanwhile``: work for the calling thread while the check's thread waits on
     the database (``use()`` stages its state write there).
     """
+    timeout = check_seconds(timeout, "timeout")
     return _check_in_thread(
         lambda: _probe(engine, target, guard), target, timeout, guard, mask, meanwhile
     )
@@ -83,6 +84,8 @@ def check_target_async(
     has no pool, so nothing of it outlives that loop.
     """
     import asyncio
+
+    timeout = check_seconds(timeout, "timeout")
 
     async def probe() -> tuple[str, ...] | None:
         try:
@@ -143,6 +146,7 @@ def check_target_on_loop(
     """``check_target`` through an asyncio engine, on ``loop`` (never called on it)."""
     import asyncio
 
+    timeout = check_seconds(timeout, "timeout")
     started = time.perf_counter()
     future = asyncio.run_coroutine_threadsafe(_probe_async(engine, target, guard), loop)
     if meanwhile is not None:
@@ -178,20 +182,44 @@ def _healthy(
 
 
 def _probe(engine: Engine, target: Target, guard: SchemaGuard | None) -> tuple[str, ...] | None:
-    """Connect, run a trivial query that needs a real, readable database, read the revision."""
+    """Connect, run a trivial query that needs a real, readable database, read the revision.
+
+    A pooled connection the server has dropped (a restart, an idle timeout,
+    ``pg_terminate_backend``) fails its first query: SQLAlchemy then invalidates
+    it and the pool's other idle ones, and the probe runs once more on a fresh
+    connection, so only a server that is really down fails the check.
+    """
     query = _probe_query(target)
-    with engine.connect() as conn:
-        conn.execute(text(query)).scalar()
-        return guard.database_heads(conn) if guard is not None else None
+
+    def run() -> tuple[str, ...] | None:
+        with engine.connect() as conn:
+            conn.execute(text(query)).scalar()
+            return guard.database_heads(conn) if guard is not None else None
+
+    try:
+        return run()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return run()
 
 
 async def _probe_async(
     engine: AsyncEngine, target: Target, guard: SchemaGuard | None
 ) -> tuple[str, ...] | None:
     query = _probe_query(target)  # a server's: no file to look for on the loop
-    async with engine.connect() as conn:
-        (await conn.execute(text(query))).scalar()
-        return await conn.run_sync(guard.database_heads) if guard is not None else None
+
+    async def run() -> tuple[str, ...] | None:
+        async with engine.connect() as conn:
+            (await conn.execute(text(query))).scalar()
+            return await conn.run_sync(guard.database_heads) if guard is not None else None
+
+    try:
+        return await run()
+    except DBAPIError as exc:  # a dropped pooled connection: once more, as in _probe
+        if not exc.connection_invalidated:
+            raise
+    return await run()
 
 
 def _probe_query(target: Target) -> str:
@@ -215,5 +243,24 @@ def _describe(exc: BaseException, target: Target) -> str:
     if isinstance(exc, FileNotFoundError):
         return str(exc)
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-    first_line = (str(original).strip().splitlines() or [""])[0]
-    return f"{type(original).__name__}: {first_line}" if first_line else type(original).__name__
+    message = _one_line(str(original))
+    return f"{type(original).__name__}: {message}" if message else type(original).__name__
+
+
+def _one_line(message: str, limit: int = 300) -> str:
+    """A driver's (often multi-line) message as one line that keeps its reason.
+
+    libpq puts the reason after "...failed:" on the same line or the next one,
+    and hints ("Is the server running...?") on further lines: the first line is
+    kept, with the lines that complete it while it ends with a colon.
+    """
+    lines = [" ".join(line.split()) for line in message.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    kept = lines[0]
+    for line in lines[1:]:
+        if not kept.endswith(":"):
+            break
+        kept = f"{kept} {line}"
+    return kept if len(kept) <= limit else kept[: limit - 3] + "..."

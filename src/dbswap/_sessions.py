@@ -11,7 +11,7 @@ pinning first.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,12 @@ from ._routing import FastPin, Pin, RoutingEngine, fresh
 
 if TYPE_CHECKING:
     from ._switchboard import Switchboard
+
+
+class SessionCounter(Protocol):
+    """Called with the target of every pin while metrics are on (see ``dbswap.metrics``)."""
+
+    def __call__(self, target: str, /) -> None: ...
 
 
 class PinnedSession(Session):
@@ -36,6 +42,8 @@ class PinnedSession(Session):
     _dbswap_board: ClassVar[Switchboard]
     _dbswap_async: ClassVar[bool] = False
     _dbswap_fast: ClassVar[FastPin | None] = None
+    # Metrics on: called with the target of every pin (dbswap.metrics sets it).
+    _dbswap_count: ClassVar[SessionCounter | None] = None
     # Defaults on the class: a pinned session writes only what pinning sets.
     _dbswap_explicit = False
     _dbswap_pinned: Pin | None = None  # the latest pin, kept after close() for dbswap_target
@@ -47,6 +55,8 @@ class PinnedSession(Session):
             pinned = fresh(self._dbswap_fast) or self._dbswap_board._pin(self._dbswap_async)
             super().__init__(bind=pinned[2], **kw)
             self._dbswap_pinned = pinned
+            if self._dbswap_count is not None:
+                self._dbswap_count(pinned[0])
         else:
             super().__init__(bind=bind, **kw)
             self._dbswap_explicit = True
@@ -64,6 +74,8 @@ class PinnedSession(Session):
     def _dbswap_pin(self) -> Engine:
         pinned = fresh(self._dbswap_fast) or self._dbswap_board._pin(self._dbswap_async)
         self._dbswap_pinned, self.bind = pinned, pinned[2]
+        if self._dbswap_count is not None:
+            self._dbswap_count(pinned[0])
         return pinned[2]
 
     def get_bind(
@@ -134,6 +146,8 @@ class PinningSessionmaker(sessionmaker[PinnedSession]):
         session: PinnedSession = object.__new__(cls)
         Session.__init__(session, fast[3][2], **kw)
         session._dbswap_pinned = fast[3]
+        if cls._dbswap_count is not None:  # metrics: the one check they add here
+            cls._dbswap_count(fast[3][0])
         return session
 
 
@@ -149,7 +163,12 @@ def _plain_init(cls: type[Session]) -> bool:
 def pinned_session_class(board: Switchboard, *, is_async: bool = False) -> type[PinnedSession]:
     """A PinnedSession subclass tied to ``board`` (what sessionmakers are given)."""
     name = "AsyncPinnedSession" if is_async else "PinnedSession"
-    attrs = {"_dbswap_board": board, "_dbswap_async": is_async, "__module__": __name__}
+    attrs = {
+        "_dbswap_board": board,
+        "_dbswap_async": is_async,
+        "_dbswap_count": board._observer.count_session,
+        "__module__": __name__,
+    }
     return type(name, (PinnedSession,), attrs)
 
 

@@ -16,6 +16,7 @@ leaves the old or the new state, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import mmap
@@ -41,7 +42,11 @@ logger = logging.getLogger("dbswap")
 
 STATE_FILE = "db-target.json"
 COUNTER_FILE = "db-target.gen"
+LOCK_NOTICE_FILE = "db-target.production-lock"  # flocked (shared) by every locked process
 REVALIDATE = 1.0  # seconds: readers stat() at least this often, bump or not
+MAX_STATE_BYTES = 65536  # a real state is ~150 bytes: anything far bigger is garbage
+STATE_MODE = 0o644  # readable by an app that runs as another user than the switcher
+_TEMPORARY = (".db-target.", ".tmp")  # prefix and suffix of the files write() replaces with
 LOCK_POLL = 0.005  # seconds between two tries of a lock file another process holds
 
 
@@ -54,9 +59,15 @@ class State:
     switched_at: str | None = None
     switched_by: str | None = None
     read_only: bool | None = None  # None: the target's default (DBSWAP_READONLY)
+    # A time-boxed switch (see _timebox): when it ends (UTC, as switched_at) and where it returns.
+    expires_at: str | None = None
+    return_to: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        if self.expires_at is None:  # no time limit: the file reads as before they existed
+            del data["expires_at"], data["return_to"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> State:
@@ -65,6 +76,8 @@ class State:
             data: Any = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not JSON ({exc.msg})") from None
+        except RecursionError:  # e.g. "[" * 100000: the parser recurses per level
+            raise ValueError("JSON nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         target, generation = data.get("target"), data.get("generation", 0)
@@ -76,12 +89,24 @@ class State:
         if read_only is not None and not isinstance(read_only, bool):
             raise ValueError("'read_only' is not true, false or null")
         at, by = data.get("switched_at"), data.get("switched_by")
+        expires_at, return_to = data.get("expires_at"), data.get("return_to")
+        if (expires_at is None) != (return_to is None):
+            raise ValueError("'expires_at' and 'return_to' go together")
+        if expires_at is not None:
+            if not isinstance(return_to, str) or not return_to:
+                raise ValueError("'return_to' is not a target name")
+            try:
+                parse_utc(expires_at)
+            except (TypeError, ValueError):
+                raise ValueError("'expires_at' is not a UTC time") from None
         return cls(
             target=target,
             generation=generation,
             switched_at=at if isinstance(at, str) else None,
             switched_by=by if isinstance(by, str) else None,
             read_only=read_only,
+            expires_at=expires_at,
+            return_to=return_to,
         )
 
 
@@ -90,7 +115,22 @@ class StateUnreadable(ValueError):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return utc_text(datetime.now(timezone.utc))
+
+
+def utc_text(moment: datetime) -> str:
+    """``2025-01-31T12:00:00.000Z``: how the state writes a time."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_utc(text: str) -> float:
+    """A time the state wrote, as seconds since the epoch; ValueError if it is not one."""
+    if not isinstance(text, str) or len(text) > 40:
+        raise ValueError("not a time")
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))  # Python 3.10 has no "Z"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
 
 
 Signal = memoryview  # one unsigned 64-bit item: see StateStore.signal()
@@ -100,7 +140,11 @@ class StateStore(Protocol):
     """Where the active target lives. The file store is the default."""
 
     def current(self) -> State | None:
-        """The committed state, cheaply; None when missing or unreadable."""
+        """The committed state, cheaply; None when missing or unreadable.
+
+        A store that can lose its state (Redis) returns the last one it saw instead,
+        and raises a ``DBSwapError`` when it has none to give and cannot ask.
+        """
 
     def signal(self) -> tuple[Signal, float] | None:
         """What lets a caller skip ``current()``: (stamp, monotonic deadline).
@@ -133,6 +177,18 @@ class StateStore(Protocol):
 
     def describe(self) -> str:
         """Where the state lives, for messages."""
+
+    def trouble(self) -> str | None:
+        """Why this process could not confirm the shared state lately; None if it could."""
+
+    def announce_lock(self, reason: str) -> None:
+        """This process serves production whatever the state: tell every process sharing it.
+
+        Held until ``close()`` or the process's death (even by SIGKILL).
+        """
+
+    def lock_holder(self) -> str | None:
+        """The reason of a live process's production lock on this state, if one holds it."""
 
     def share_audit(self, line: str) -> None:
         """Keep an audit line where every host sharing the state reads it (or do nothing)."""
@@ -187,9 +243,15 @@ class FileStateStore:
         # (counter value, monotonic time of the stat, state): the fast path, one tuple.
         self._fast: tuple[int | None, float, State | None] = (None, 0.0, None)
         self._staged: tuple[State, str] | None = None  # a state and its fsynced temporary file
+        self._trouble: str | None = None  # why the state last read could not be used
+        self._lock_notice: int | None = None  # descriptor of our flocked lock notice
 
     def describe(self) -> str:
         return str(self.path)
+
+    def trouble(self) -> str | None:
+        """Why the state could not be read, as of the last read (None: it could)."""
+        return self._trouble
 
     def share_audit(self, line: str) -> None:
         return None  # one host: the audit file beside the state is the whole trail
@@ -201,6 +263,37 @@ class FileStateStore:
         counter, self._counter = self._counter, None
         if counter is not None:
             counter.close()
+        notice, self._lock_notice = self._lock_notice, None
+        if notice is not None:
+            os.close(notice)  # releases our share of the lock
+
+    def announce_lock(self, reason: str) -> None:
+        if sys.platform == "win32" or self._lock_notice is not None:  # pragma: no cover
+            return
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.runtime_dir / LOCK_NOTICE_FILE, os.O_RDWR | os.O_CREAT, STATE_MODE)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # shared: every locked process holds it at once
+        notice = json.dumps({"reason": reason, "pid": os.getpid(), "host": _host()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, notice.encode("utf-8"), 0)
+        self._lock_notice = fd
+
+    def lock_holder(self) -> str | None:
+        if sys.platform == "win32":  # pragma: no cover
+            return None
+        try:
+            fd = os.open(self.runtime_dir / LOCK_NOTICE_FILE, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live process holds it
+                return _lock_reason(os.pread(fd, 4096, 0))
+            fcntl.flock(fd, fcntl.LOCK_UN)  # nobody: a notice left by dead processes
+            return None
+        finally:
+            os.close(fd)
 
     def signal(self) -> tuple[Signal, float] | None:
         counter = self._counter or self._open_counter()
@@ -235,6 +328,7 @@ class FileStateStore:
             st = os.stat(self.path)
         except FileNotFoundError:
             self._snapshot = (None, None)
+            self._trouble = None
             return None
         except OSError as exc:
             self._warn_once(None, f"cannot stat it ({exc.strerror})")
@@ -247,6 +341,13 @@ class FileStateStore:
         return state
 
     def read(self) -> State | None:
+        if self.path.is_symlink():  # replace() would swap the link for a file: refuse
+            raise OSError(
+                errno.ELOOP,
+                "it is a symbolic link, which an atomic write would replace; point "
+                "DBSWAP_RUNTIME_DIR at the real directory",
+            )
+        self._remove_orphans()  # under the lock: no other writer is staging now
         self._snapshot = (None, None)  # force a fresh parse
         self._fast = (None, 0.0, None)
         state = self._stat_current()
@@ -254,25 +355,47 @@ class FileStateStore:
             raise StateUnreadable(str(self.path))
         return state
 
+    def _remove_orphans(self) -> None:
+        """Temporary files of writers that died before their replace (SIGKILL...)."""
+        staged = self._staged[1] if self._staged is not None else None
+        with contextlib.suppress(OSError), os.scandir(self.runtime_dir) as entries:
+            for entry in entries:
+                name = entry.name
+                orphan = name.startswith(_TEMPORARY[0]) and name.endswith(_TEMPORARY[1])
+                if orphan and entry.path != staged:
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+
     def _parse(self, identity: tuple[int, int, int, int]) -> State | None:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            with open(self.path, "rb") as f:
+                data = f.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            self._warn_once(identity, f"cannot read it ({exc.__class__.__name__})")
+        except OSError as exc:
+            self._warn_once(identity, f"cannot read it ({exc.strerror or type(exc).__name__})")
             return None
         try:
-            return State.from_json(text)
+            if len(data) > MAX_STATE_BYTES:
+                raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
+            state = State.from_json(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            self._warn_once(identity, "not UTF-8 text")
+            return None
         except ValueError as exc:
             self._warn_once(identity, str(exc))
             return None
+        self._trouble = None
+        return state
 
     def _warn_once(self, identity: tuple[int, int, int, int] | None, reason: str) -> None:
+        self._trouble = reason
         if identity is None or identity != self._warned_about:
             self._warned_about = identity
-            logger.warning(
-                "state file %s is unusable (%s); using the default target until the next switch",
+            # An error, not a warning: this process now serves a target nobody chose.
+            logger.error(
+                "state file %s is unusable (%s); this process uses the default target until "
+                "it can read a valid state (the next switch rewrites it)",
                 self.path,
                 reason,
             )
@@ -323,8 +446,9 @@ class FileStateStore:
     def _write_temporary(self, state: State) -> str:
         """A temporary file beside the state, holding ``state``, fsynced: replace() commits it."""
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".db-target.", suffix=".tmp", dir=self.runtime_dir)
+        fd, tmp = tempfile.mkstemp(prefix=_TEMPORARY[0], suffix=_TEMPORARY[1], dir=self.runtime_dir)
         try:
+            os.fchmod(fd, STATE_MODE)  # mkstemp makes it 0600: other users' apps could not read it
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(state.to_json() + "\n")
                 f.flush()
@@ -373,6 +497,21 @@ def _process_lock(path: Path, timeout: float) -> Iterator[None]:
 
 def _held_elsewhere(path: Path) -> SwitchLocked:
     return SwitchLocked(f"another process holds the switch lock ({path.name}); try again")
+
+
+def _lock_reason(raw: bytes) -> str:
+    """What a lock notice says, as one line (its writer may have died mid-write)."""
+    try:
+        notice = json.loads(raw.decode("utf-8"))
+        return f"{notice['reason']} (pid {int(notice['pid'])} on {notice['host']})"
+    except (ValueError, KeyError, TypeError):
+        return "DBSWAP_ENV=production"
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
 
 
 def _fsync_dir(path: Path) -> None:

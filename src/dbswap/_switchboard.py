@@ -17,13 +17,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
+from . import _testguard
 from ._audit import AuditLog
-from ._engines import EngineCache, check_read_only_possible, is_async_only
+from ._conninfo import LabelledEngineCache
+from ._engines import check_read_only_possible, is_async_only
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -35,10 +38,18 @@ from ._errors import (
 from ._expiry import expiry
 from ._health import Health, check_target, check_target_async, check_target_on_loop
 from ._masking import mask_text
+from ._observe import (
+    ObservedAuditLog,
+    Observer,
+    configure_from_env,
+    observed_check,
+    observed_switch,
+)
 from ._pinning import PIN_VARIABLE, process_pin
 from ._routing import FastPin, RoutingEngine
 from ._schema import AlembicGuard, SchemaGuard
 from ._state import FileStateStore, State, StateStore, StateUnreadable, utc_now
+from ._timebox import Request, TimeLimit, Timebox, parse_duration
 from ._targets import (
     Target,
     discover_targets,
@@ -48,10 +59,12 @@ from ._targets import (
 )
 
 if TYPE_CHECKING:  # the ORM and asyncio are imported only by the code that uses them
+    from prometheus_client import CollectorRegistry
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
     from sqlalchemy.orm import Session
 
     from ._sessions import PinnedSession, PinningSessionmaker
+    from .metrics import BoardMetrics
 
 logger = logging.getLogger("dbswap")
 
@@ -73,6 +86,8 @@ class SwitchResult:
     changed: bool = True
     user: str | None = None
     read_only: bool = False
+    expires_at: str | None = None  # a time-boxed switch: when it ends (UTC) ...
+    return_to: str | None = None  # ... and where it returns (see _timebox)
 
 
 class Switchboard:
@@ -99,6 +114,7 @@ class Switchboard:
         read_only_targets: Iterable[str] = (),
         alembic_config: str | os.PathLike[str] | None = None,
         retire_grace: float = 0.0,
+        max_production: timedelta | float | None = None,
     ) -> None:
         self._targets = _as_targets(targets)
         if not self._targets:
@@ -136,6 +152,8 @@ class Switchboard:
         self._block_pin: ContextVar[str | None] = ContextVar("dbswap_block_pin", default=None)
         self._open_blocks = 0
         self._blocks_lock = threading.Lock()
+        # Targets a board must never use (under pytest, production: see _testguard).
+        self._forbidden = frozenset[str]()
         unknown_options = sorted(set(target_options or ()) - set(self._targets))
         if unknown_options:
             raise ConfigError(
@@ -160,13 +178,30 @@ class Switchboard:
         )
         self.runtime_dir = Path(runtime_dir).absolute()
         self._store: StateStore = store or FileStateStore(self.runtime_dir)
+        if production_lock:
+            try:  # every process and shell sharing the state must see the lock
+                self._store.announce_lock("DBSWAP_ENV=production")
+            except OSError as exc:
+                logger.error(
+                    "cannot announce the production lock in %s (%s): other processes sharing "
+                    "it could switch the state this process ignores",
+                    self._store.describe(),
+                    exc.strerror,
+                )
         self._secrets = tuple(s for t in self._targets.values() for s in t.secrets)
-        self._audit = AuditLog(self.runtime_dir, self._secrets, self._store)
+        self._observer = Observer()  # log records, spans and metrics of switches (_observe)
+        self._audit = ObservedAuditLog(
+            self.runtime_dir, self._secrets, self._store, observer=self._observer
+        )
+        if hasattr(self._store, "on_restored"):  # Redis: writing back a state it lost is audited
+            self._store.on_restored = self._audit.restored
         if not retire_grace >= 0:
             raise ConfigError(f"retire_grace must be >= 0 seconds, not {retire_grace!r}")
-        self._engines = EngineCache(engine_options, retire_grace, target_options)
+        self._engines = LabelledEngineCache(engine_options, retire_grace, target_options)
         self._engines.on_new_epoch = self._drop_fast
         self._callbacks: list[SwitchCallback] = []
+        # Switches that end on their own; max_production: every switch to production does.
+        self._timebox = Timebox(self, max_production)
         # (state last seen, target it resolved to, read-only?): one tuple, swapped atomically.
         self._seen: tuple[State | object | None, str, bool] = (
             _NOTHING_SEEN,
@@ -206,7 +241,7 @@ class Switchboard:
         if not redis_state and state != "file":
             raise ConfigError(
                 f"DBSWAP_STATE={mask_text(state)!r} is not supported; use 'file' (the default) "
-                "or a redis:// URL"
+                "or a redis://, rediss:// or unix:// URL"
             )
         dbswap_env = env.get("DBSWAP_ENV", "").strip().lower()
         options: dict[str, Any] = {
@@ -218,6 +253,11 @@ class Switchboard:
                 name for name in env.get("DBSWAP_READONLY", "").split(",") if name.strip()
             ],
             "retire_grace": _seconds(env, "DBSWAP_RETIRE_GRACE"),
+            "max_production": (
+                parse_duration(env["DBSWAP_MAX_PRODUCTION"], "DBSWAP_MAX_PRODUCTION")
+                if env.get("DBSWAP_MAX_PRODUCTION", "").strip()
+                else None
+            ),
             "alembic_config": (
                 base / env["DBSWAP_ALEMBIC_CONFIG"].strip()
                 if env.get("DBSWAP_ALEMBIC_CONFIG", "").strip()
@@ -226,16 +266,30 @@ class Switchboard:
         }
         options.update(overrides)
         targets = discover_targets(env, base / sqlite_dir if sqlite_dir is not None else base)
+        forbidden = frozenset[str]()
+        guard = _testguard.current()
+        own_dir = guard.replacement(options["runtime_dir"]) if guard is not None else None
+        if guard is not None and own_dir is not None and "runtime_dir" not in overrides:
+            options["runtime_dir"], redis_state = own_dir, False  # off the shared state
+            forbidden = guard.forbidden()
+            if options["production_lock"] and PRODUCTION in forbidden:
+                raise ConfigError(_testguard.refusal(PRODUCTION) + " (DBSWAP_ENV=production)")
         if not redis_state or "store" in options:
-            return cls(targets, **options)
-        from ._redis_state import RedisStateStore
+            board = cls(targets, **options)
+        else:
+            from ._redis_state import RedisStateStore
 
-        store = RedisStateStore(state)  # last: its listener thread must not outlive a bad config
-        try:
-            return cls(targets, store=store, **options)
-        except BaseException:
-            store.close()
-            raise
+            # Last: its listener must not outlive a bad config. The runtime dir keeps this
+            # host's last state, for a process that starts while Redis is down.
+            store = RedisStateStore(state, cache_dir=Path(options["runtime_dir"]).absolute())
+            try:
+                board = cls(targets, store=store, **options)
+            except BaseException:
+                store.close()
+                raise
+        board._forbidden = forbidden & set(targets)
+        configure_from_env(board, env)  # DBSWAP_METRICS, DBSWAP_TRACING
+        return board
 
     # -- reading -------------------------------------------------------------
 
@@ -261,6 +315,8 @@ class Switchboard:
         if self._fixed is not None:
             return self._fixed, self._default_read_only(self._fixed)
         state = self._store.current()
+        if state is not None and state.expires_at is not None:
+            state = self._timebox.settle(state)  # its time limit ended: return first (once)
         seen_state, seen_name, seen_read_only = self._seen
         if state is seen_state:
             return seen_name, seen_read_only
@@ -278,8 +334,42 @@ class Switchboard:
         if state is None or state.target != name:
             return State(name, state.generation if state else 0, read_only=read_only)
         return State(
-            state.target, state.generation, state.switched_at, state.switched_by, read_only
+            state.target,
+            state.generation,
+            state.switched_at,
+            state.switched_by,
+            read_only,
+            state.expires_at,
+            state.return_to,
         )
+
+    @property
+    def time_limit(self) -> TimeLimit | None:
+        """When the active switch ends on its own and where it returns (None: it does not)."""
+        return self._timebox.time_limit(self.state)
+
+    @property
+    def lock_reason(self) -> str | None:
+        """Why switching is disabled: this process's production lock, or one sharing its state.
+
+        While another process holds it, that process serves ``production``
+        whatever the state says, and every switch from anywhere is refused.
+        """
+        if self.production_lock:
+            return "DBSWAP_ENV=production"
+        return self._store.lock_holder()
+
+    @property
+    def state_problem(self) -> str | None:
+        """Why this process could not confirm the shared state lately (None: it could).
+
+        While there is one, this process keeps what it last knew (or the default
+        target, if it never read a valid state): ``dbswap status`` says so and exits 1.
+        """
+        if self._fixed is not None:
+            return None  # a fixed target does not depend on the state
+        self._store.current()
+        return self._store.trouble()
 
     @property
     def generation(self) -> int:
@@ -330,14 +420,19 @@ class Switchboard:
         stamp = before[0][0] if before is not None else 0  # read before the state
         epoch = self._engines.epoch
         name, read_only = self._current()
+        if name in self._forbidden:
+            raise ConfigError(_testguard.refusal(name))
         pinned = (name, read_only, self._engines.bind(self._targets[name], is_async, read_only))
         # The deadline after the state: it counts from the stat that state came from.
         signal = self._store.signal() if before is not None else None
         if signal is not None and epoch == self._engines.epoch:
-            self._set_fast(is_async, (signal[0], stamp, signal[1], pinned))
+            deadline = self._timebox.pin_deadline(self._seen[0], signal[1])  # within a time limit
+            self._set_fast(
+                is_async, None if deadline is None else (signal[0], stamp, deadline, pinned)
+            )
             if self._gate is not None or self._open_blocks:
                 self._drop_fast()  # a drain or a pinned() block began meanwhile
-            elif signal[1] != math.inf and not expiry.watch(self):
+            elif deadline is not None and deadline != math.inf and not expiry.watch(self):
                 self._set_fast(is_async, None)  # nothing would expire it: no fast pin
         return pinned
 
@@ -428,10 +523,16 @@ class Switchboard:
 
     def engine_for(self, target: str | None = None) -> Engine:
         """The real Engine of a target (created on first use, never connected here)."""
-        return self._engines.sync(self.target(target))
+        return self._engines.sync(self._usable(target))
 
     def async_engine_for(self, target: str | None = None) -> AsyncEngine:
-        return self._engines.async_(self.target(target))
+        return self._engines.async_(self._usable(target))
+
+    def _usable(self, name: str | None) -> Target:
+        target = self.target(name)
+        if target.name in self._forbidden:
+            raise ConfigError(_testguard.refusal(target.name))
+        return target
 
     @property
     def session_class(self) -> type[PinnedSession]:
@@ -513,6 +614,21 @@ class Switchboard:
             with self._blocks_lock:
                 self._open_blocks -= 1
 
+    # -- instrumentation: a log record per switch always; metrics and spans when on --
+
+    def enable_metrics(self, registry: CollectorRegistry | None = None) -> BoardMetrics:
+        """Prometheus metrics of this board (``dbswap[metrics]``), in prometheus-client's
+        default registry unless ``registry`` is given. See ``dbswap.metrics``."""
+        from .metrics import enable
+
+        return enable(self, registry)
+
+    def enable_tracing(self, enabled: bool = True, tracer_provider: Any = None) -> None:
+        """OpenTelemetry spans of ``use()`` and health checks (``dbswap[otel]``), to
+        ``tracer_provider`` or the global one. ``False`` turns them off. By default they
+        are made when the app has imported OpenTelemetry itself."""
+        self._observer.tracing.set(enabled, tracer_provider)
+
     # -- switching -----------------------------------------------------------
 
     def on_switch(self, callback: SwitchCallback) -> SwitchCallback:
@@ -520,6 +636,7 @@ class Switchboard:
         self._callbacks.append(callback)
         return callback
 
+    @observed_switch  # a dbswap.switch span when tracing is on
     def use(
         self,
         target: str,
@@ -531,6 +648,8 @@ class Switchboard:
         drain: bool = False,
         drain_timeout: float = 5.0,
         lock_timeout: float = LOCK_TIMEOUT,
+        for_: timedelta | float | None = None,
+        then: str | None = None,
     ) -> SwitchResult:
         """Switch to ``target`` if it is healthy; raise and change nothing otherwise.
 
@@ -541,6 +660,9 @@ class Switchboard:
         connection to the current target to finish, then commit; if they do not
         finish, raise ``DrainTimeout`` and stay where we are. ``lock_timeout``:
         how long to wait for another switch to finish before ``SwitchLocked``.
+        ``for_`` (a timedelta or seconds, 1 s to 7 days): the switch ends on its own
+        then, returning to ``then`` (default: where it came from); ``use()`` of the
+        same target again with ``for_`` extends it, without ``for_`` ends the limit.
         """
         started = time.perf_counter()
         name = target.strip().lower() if isinstance(target, str) else str(target)
@@ -549,6 +671,9 @@ class Switchboard:
         if name not in self._targets:
             audit.write("refused", None, "unknown target")
             raise UnknownTarget(name, self._targets)
+        if name in self._forbidden:
+            audit.write("refused", None, "production under pytest")
+            raise ConfigError(_testguard.refusal(name))
         mode = self._default_read_only(name) if read_only is None else bool(read_only)
         audit.extra["read_only"] = mode
         if ignore_schema and self.schema_guard is not None:
@@ -558,6 +683,7 @@ class Switchboard:
             raise SwitchLocked(
                 "switching is disabled: DBSWAP_ENV=production locks the target to 'production'",
                 target=name,
+                locked=True,
             )
         if self.process_pin is not None:
             audit.write("refused", None, f"this process is pinned by {PIN_VARIABLE} (dbswap run)")
@@ -566,20 +692,30 @@ class Switchboard:
                 "target and switches nobody; switch from outside it",
                 target=name,
             )
-        if not timeout > 0:
-            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        from ._targets import check_seconds  # (local: this edit stays inside use())
+
+        try:  # inf or 1e300 would overflow the check's wait; nan would pass "> 0"
+            timeout = check_seconds(timeout, "timeout")
+        except ConfigError as exc:
+            audit.write("refused", None, str(exc))
+            raise
         if mode:
             try:
                 check_read_only_possible(self._targets[name])
             except ConfigError as exc:
                 audit.write("refused", None, str(exc))
                 raise
+        try:
+            box = self._timebox.request(name, for_, then)
+        except DBSwapError as exc:
+            audit.write("refused", None, str(exc))
+            raise
         if drain and not drain_timeout > 0:
             raise ConfigError(f"drain_timeout must be positive, not {drain_timeout!r}")
         if drain:
             audit.extra["drain"] = True
         try:
-            with self._store.lock(lock_timeout):
+            with self._timebox.lock(lock_timeout):
                 return self._switch_locked(
                     name,
                     mode,
@@ -588,6 +724,7 @@ class Switchboard:
                     ignore_schema,
                     drain_timeout if drain else None,
                     audit,
+                    box,
                 )
         except SwitchLocked as exc:
             audit.write("refused", None, exc.reason)
@@ -608,21 +745,39 @@ class Switchboard:
         ignore_schema: bool,
         drain_timeout: float | None,
         audit: _AuditCall,
+        box: Request,
     ) -> SwitchResult:
+        holder = self._store.lock_holder()
+        if holder is not None:  # a process sharing this state serves production, locked
+            raise SwitchLocked(
+                f"switching is disabled: {holder} locks the target to 'production'",
+                target=name,
+                locked=True,
+            )
         try:
             state, unreadable = self._store.read(), False
         except StateUnreadable:
             state, unreadable = None, True  # this switch rewrites it, even to the same target
+        if state is not None:
+            self._audit.recover(state)  # a switcher killed between its commit and its line
         previous, previous_read_only = self._observe(state)
         audit.source = previous
         generation = state.generation if state is not None else 0
-        if not unreadable and (previous, previous_read_only) == (name, read_only):
+        if unreadable and (kept := self._store.current()) is not None:
+            generation = kept.generation  # a store that kept its last state (Redis) goes on from it
+        expires_at, return_to = self._timebox.plan(box, state, previous, name, audit)
+        if (
+            not unreadable
+            and (previous, previous_read_only) == (name, read_only)
+            and expires_at is None
+            and "timebox" not in audit.extra  # else: cancelling the time limit is a switch
+        ):
             audit.write("noop", generation, None)
             return SwitchResult(previous, name, generation, audit.elapsed, False, user, read_only)
         # Un-retired first, so the health check's connection stays pooled for the
         # first session after the switch instead of being closed at check-in.
         self._engines.activate(name, read_only)
-        new_state = State(name, generation + 1, utc_now(), user, read_only)
+        new_state = State(name, generation + 1, utc_now(), user, read_only, expires_at, return_to)
         try:
             health = self._check(
                 self._targets[name],
@@ -653,7 +808,15 @@ class Switchboard:
                 self._engines.release(name, read_only)  # nor to its pool of the other mode
             raise
         result = SwitchResult(
-            previous, name, new_state.generation, audit.elapsed, True, user, read_only
+            previous,
+            name,
+            new_state.generation,
+            audit.elapsed,
+            True,
+            user,
+            read_only,
+            expires_at,
+            return_to,
         )
         audit.write("ok", new_state.generation, None)
         self._run_callbacks(result)
@@ -732,6 +895,7 @@ class Switchboard:
                 self._engines.retire(name)  # a check must not leave connections open
         return results
 
+    @observed_check  # timed for the metrics, a dbswap.health_check span when tracing is on
     def _check(
         self,
         target: Target,
@@ -748,6 +912,8 @@ class Switchboard:
         request a network connect. A SQLite file opens in less time than the thread
         round trips of a check through aiosqlite: it is checked the synchronous way.
         """
+        if target.name in self._forbidden:
+            return Health(target.name, target.dialect, False, None, _testguard.refusal(target.name))
         guard = self.schema_guard if schema else None
         async_only = is_async_only(target.sa_url)
         if (on_app_loop and not target.is_sqlite) or async_only:
@@ -775,6 +941,7 @@ class Switchboard:
         """Dispose of the engines and stop the state store's background work."""
         self._drop_fast()  # it may hold the store's memory map
         expiry.forget(self)
+        self._observer.close()
         self._engines.dispose()
         self._store.close()
 
@@ -810,11 +977,11 @@ class _AuditCall:
 
 
 def _seconds(env: Mapping[str, str], name: str) -> float:
+    """A duration setting: unset is 0; inf, nan, negative or huge is a ConfigError naming it."""
+    from ._targets import check_seconds  # (local: this edit stays inside _seconds)
+
     raw = env.get(name, "").strip()
-    try:
-        return float(raw) if raw else 0.0
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    return check_seconds(raw, name, zero_ok=True) if raw else 0.0
 
 
 def _as_targets(targets: Mapping[str, str | Target] | Iterable[Target]) -> dict[str, Target]:

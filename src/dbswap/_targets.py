@@ -8,6 +8,8 @@ wins) and the real environment beats both. Nothing here writes anything.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import ipaddress
 import logging
 import os
@@ -19,14 +21,15 @@ from types import MappingProxyType
 
 from dotenv import dotenv_values
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from ._errors import ConfigError
-from ._masking import is_secret_name, mask_setting, mask_url
+from ._masking import is_secret_name, mask_setting, mask_url, password_forms
 
 logger = logging.getLogger("dbswap")
 
 URL_PREFIX = "DATABASE_URL_"
+MAX_SECONDS = 3600.0  # the longest timeout or grace a setting may ask for
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _LOOPBACK_NAMES = {"", "localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -88,12 +91,14 @@ class Target:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never be shown: the URL password, secret settings."""
-        found = [str(v) for k, v in self.settings.items() if is_secret_name(k) and v]
-        password = self.sa_url.password
-        if password:
-            found.append(str(password))
-        return tuple(found)
+        """Values that must never be shown: secret settings, the URL password in every form."""
+        found = {str(v) for k, v in self.settings.items() if is_secret_name(k) and v}
+        found |= password_forms(self.url)
+        # As SQLAlchemy writes it, which may differ from how it was given (not a URL:
+        # password_forms(self.url) and mask_url() cover it).
+        with contextlib.suppress(ArgumentError, ValueError):
+            found |= password_forms(self.sa_url.render_as_string(hide_password=False))
+        return tuple(sorted(found))
 
     def masked_settings(self) -> dict[str, str]:
         return {k: mask_setting(k, v) for k, v in sorted(self.settings.items())}
@@ -106,8 +111,14 @@ def normalize_url(url: str, base_dir: Path) -> str:
     """
     try:
         parsed = make_url(url.strip())
-    except ArgumentError:
-        raise ConfigError(f"not a database URL: {mask_url(url)!r}") from None
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise ConfigError(
+            f"not a database URL: {mask_url(url)!r} ({_unparsable(url, exc)}); "
+            "expected e.g. postgresql://user:password@host:5432/dbname"
+        ) from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ConfigError(f"the port of {mask_url(url)!r} must be from 1 to 65535")
+    _check_dialect(parsed, url)
     driver = _DEFAULT_DRIVERS.get(parsed.drivername)
     if driver:
         parsed = parsed.set(drivername=driver)
@@ -116,6 +127,68 @@ def normalize_url(url: str, base_dir: Path) -> str:
         if database and database != ":memory:" and not database.startswith("file:"):
             parsed = parsed.set(database=str((base_dir / database).resolve()))
     return parsed.render_as_string(hide_password=False)
+
+
+def _unparsable(url: str, exc: Exception) -> str:
+    """Why SQLAlchemy could not read ``url``, in words."""
+    if isinstance(exc, ValueError):
+        host = url.split("://", 1)[-1]
+        host = host[host.rfind("@") + 1 :].split("/", 1)[0]
+        if host.startswith("[") and "]" not in host:
+            return "an IPv6 host needs its closing ']', e.g. [::1]:5432"
+        return "its port is not a number"
+    if "://" not in url:
+        if "=" in url:
+            return "a key=value connection string: write it as a URL"
+        return "it does not begin with a database type such as postgresql://"
+    return "SQLAlchemy cannot read it"
+
+
+# Dialects of SQLAlchemy itself that have no module of their own name.
+_BUILTIN_WITHOUT_MODULE = {"mariadb"}
+
+
+def _check_dialect(parsed: URL, url: str) -> None:
+    """Refuse a database type SQLAlchemy does not know, without importing its dialect."""
+    backend = parsed.get_backend_name()
+    if backend in _BUILTIN_WITHOUT_MODULE or backend in _DEFAULT_DRIVERS:
+        return
+    try:
+        if backend and importlib.util.find_spec(f"sqlalchemy.dialects.{backend}") is not None:
+            return  # one of SQLAlchemy's own: loaded when its engine is made
+    except (ImportError, ValueError):
+        pass
+    try:
+        parsed.get_dialect()  # a third-party dialect: loading it is the check
+    except NoSuchModuleError:
+        raise ConfigError(
+            f"unknown database type {backend!r} in {mask_url(url)!r}: use postgresql://, "
+            "mysql://, mariadb:// or sqlite:// (or install a SQLAlchemy dialect for it)"
+        ) from None
+    except Exception as exc:  # its module is there but does not load
+        raise ConfigError(
+            f"cannot load the SQLAlchemy dialect for {backend!r} ({type(exc).__name__})"
+        ) from None
+
+
+def check_seconds(value: object, what: str, *, zero_ok: bool = False) -> float:
+    """``value`` as a number of seconds within bounds (0 allowed if ``zero_ok``), or ConfigError.
+
+    inf, nan, huge and negative values would hang or crash a thread later, far from
+    their cause: they are refused here, where the message can name them.
+    """
+    bounds = f"{'from 0 to' if zero_ok else 'more than 0 and at most'} {MAX_SECONDS:g}"
+    refused = ConfigError(f"{what} must be a number of seconds {bounds}, not {repr(value)[:40]}")
+    if isinstance(value, bool):
+        raise refused
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise refused from None
+    low_ok = seconds >= 0 if zero_ok else seconds > 0
+    if not (low_ok and seconds <= MAX_SECONDS):  # nan fails both comparisons
+        raise refused
+    return seconds
 
 
 def read_environment(
@@ -159,10 +232,13 @@ def discover_targets(env: Mapping[str, str], base_dir: Path) -> dict[str, Target
             if key.endswith(suffix) and len(key) > len(suffix):
                 settings[name][key[: -len(suffix)]] = value
                 break
-    return {
-        name: Target(name, normalize_url(url, base_dir), settings[name])
-        for name, url in sorted(urls.items())
-    }
+    targets = {}
+    for name, url in sorted(urls.items()):
+        try:
+            targets[name] = Target(name, normalize_url(url, base_dir), settings[name])
+        except ConfigError as exc:  # say which variable to fix
+            raise ConfigError(f"{URL_PREFIX}{name.upper()}: {exc}") from None
+    return targets
 
 
 def validate_targets(targets: Mapping[str, Target], allow_remote_local: bool) -> None:

@@ -24,6 +24,7 @@ from ._errors import ConfigError, DBSwapError
 from ._health import Health
 from ._masking import mask_text
 from ._switchboard import PRODUCTION, Switchboard
+from ._targets import MAX_SECONDS, check_seconds
 from .demo.cli import demo_command  # click and the core only; FastAPI is imported when it runs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +52,31 @@ class Misconfigured(click.UsageError):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
+
+
+class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
+    """A timeout in seconds: more than 0 and at most MAX_SECONDS (no inf, no nan)."""
+
+    name = "seconds"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        what = f"--{param.name}" if param is not None and param.name else "the timeout"
+        try:
+            return check_seconds(value, what)
+        except ConfigError as exc:
+            raise Misconfigured(str(exc)) from None  # one line, exit code 2
+
+
+def _timeout_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--timeout",
+        type=Seconds(),
+        default=3.0,
+        show_default=True,
+        help=f"{help} (at most {MAX_SECONDS:g}).",
+    )
 
 
 @contextmanager
@@ -117,47 +143,61 @@ cli.add_command(demo_command)
 @json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show the active target, its generation, when and by whom it was set."""
+    """Show the active target, its generation, when and by whom it was set.
+
+    Exits 1 when this process cannot confirm the shared state (unreadable state
+    file, unreachable Redis): what it shows is then not confirmed.
+    """
     board = _board(ctx)
-    state = board.state
-    target = board.target(state.target)
+    state, lock, problem = board.state, board.lock_reason, board.state_problem
+    served = PRODUCTION if lock is not None else state.target  # a locked app ignores the state
+    target = board.target(served)
     data = {
-        "target": state.target,
+        "target": served,
         "generation": state.generation,
         "switched_at": state.switched_at,
         "switched_by": state.switched_by,
         "url": target.masked_url,
         "dialect": target.dialect,
         "read_only": bool(state.read_only),
-        "locked": board.production_lock,
+        "locked": lock is not None,
+        "lock_reason": lock,
+        "state_target": state.target,
+        "confirmed": problem is None,
+        "problem": problem,
         "runtime_dir": str(board.runtime_dir),
     }
 
     def text() -> str:
-        lock = "  (locked: DBSWAP_ENV=production)" if board.production_lock else ""
         lines = [
-            f"active:      {state.target}{lock}",
+            f"active:      {served}" + (f"  (locked: {lock})" if lock else ""),
             f"mode:        {'READ-ONLY' if state.read_only else 'read-write'}",
             f"url:         {target.masked_url}",
             f"generation:  {state.generation}",
             f"switched at: {state.switched_at or '-'}",
             f"switched by: {state.switched_by or '-'}",
         ]
+        if served != state.target:
+            lines.append(f"state says:  {state.target} (ignored while the lock holds)")
         return "\n".join(lines)
 
     _emit(data, as_json, text)
+    if problem is not None:
+        click.echo(f"warning: the shared state is not confirmed: {board.mask(problem)}", err=True)
+        ctx.exit(1)
 
 
 @cli.command()
 @click.option("--check", "with_check", is_flag=True, help="Also test each target's connection.")
-@click.option("--timeout", default=3.0, show_default=True, help="Seconds per health check.")
+@_timeout_option("Seconds per health check")
 @json_option
 @click.pass_context
 def targets(ctx: click.Context, with_check: bool, timeout: float, as_json: bool) -> None:
     """List the configured targets (masked URLs), optionally with their health."""
     board = _board(ctx)
     active = board.active
-    health = {h.target: h for h in board.check(timeout=timeout)} if with_check else {}
+    with _errors():
+        health = {h.target: h for h in board.check(timeout=timeout)} if with_check else {}
     rows = []
     for name, target in board.targets.items():
         row: dict[str, Any] = {
@@ -189,7 +229,7 @@ def targets(ctx: click.Context, with_check: bool, timeout: float, as_json: bool)
 @click.argument("name")
 @click.option("--user", "-u", help="Who is switching (default: cli:<login name>).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before switching to production.")
-@click.option("--timeout", default=3.0, show_default=True, help="Seconds for the health check.")
+@_timeout_option("Seconds for the health check")
 @click.option(
     "--read-only/--writable",
     "read_only",
@@ -241,7 +281,7 @@ def use(
 
 
 @cli.command()
-@click.option("--timeout", default=3.0, show_default=True, help="Seconds per health check.")
+@_timeout_option("Seconds per health check")
 @json_option
 @click.pass_context
 def check(ctx: click.Context, timeout: float, as_json: bool) -> None:
@@ -250,7 +290,8 @@ def check(ctx: click.Context, timeout: float, as_json: bool) -> None:
     Exits 1 if any target is unreachable or its schema differs from the code's.
     """
     board = _board(ctx)
-    results = board.check(timeout=timeout)
+    with _errors():
+        results = board.check(timeout=timeout)
     rows = [{"name": h.target, "dialect": h.dialect} | _health_fields(h) for h in results]
     _emit(rows, as_json, lambda: "\n".join(f"{h.target:<14} {_health_text(h)}" for h in results))
     if not all(_healthy(h) for h in results):
@@ -410,6 +451,10 @@ def _default_user() -> str:
 
 def main() -> None:
     """Entry point: never a traceback for a user, never a secret."""
+    for stream in (sys.stdout, sys.stderr):  # a terminal that cannot show a character
+        reconfigure = getattr(stream, "reconfigure", None)  # gets an escape, not an error
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         cli(standalone_mode=True)
     except SystemExit:

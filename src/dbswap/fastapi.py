@@ -13,6 +13,20 @@
         return user["id"]
 
     app.include_router(admin_router(board, authorize=authorize))
+    app.include_router(ops_router(board, metrics=True))   # /healthz/database, /metrics
+
+A token or cookie says who someone is by an id read from one target; bind it to
+that target (the same id on another target may be somebody else)::
+
+    from dbswap.fastapi import bound_to_target, stamp_claims
+
+    @app.post("/login")
+    def login(form: Form, db: Annotated[Session, Depends(get_db)]) -> dict[str, str]:
+        user = ...                                   # read through db
+        return {"token": sign(stamp_claims({"sub": user.id}, db.dbswap_target))}
+
+    bound = bound_to_target(board, token_claims, session=get_db)   # token_claims: the app's own
+    Claims = Annotated[Mapping[str, Any], Depends(bound)]          # use it as any dependency
 
 Every decision (statuses, messages, payloads, CSRF) lives in ``dbswap._admin``,
 shared with the other adapters; this module only translates requests and
@@ -25,12 +39,13 @@ from __future__ import annotations
 import functools
 import inspect
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode
 
 try:
-    from fastapi import APIRouter, Request
+    from fastapi import APIRouter, Depends, Request
+    from fastapi import HTTPException as _Refusal
     from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
     from pydantic import BaseModel, ConfigDict
     from starlette.concurrency import run_in_threadpool
@@ -40,6 +55,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installe
         f"dbswap.fastapi needs FastAPI ({exc.name} is not installed): pip install 'dbswap[fastapi]'"
     ) from None
 
+from . import _identity
 from ._admin import (
     MAX_BODY_BYTES,
     AdminCore,
@@ -50,14 +66,28 @@ from ._admin import (
 )
 from ._csrf import COOKIE_NAME, RequestFacts
 from ._errors import ConfigError
+from ._ops_fastapi import ops_router
 from ._switchboard import Switchboard
 
-__all__ = ["AdminError", "Authorize", "Forbidden", "NotAuthenticated", "admin_router"]
+__all__ = [
+    "TARGET_CLAIM",
+    "AdminError",
+    "Authorize",
+    "Forbidden",
+    "NotAuthenticated",
+    "admin_router",
+    "bound_to_target",
+    "ops_router",
+    "stamp_claims",
+]
 
 Authorize = Callable[[Request], "str | Awaitable[str]"]
 """Return the acting user's id, or raise NotAuthenticated (401) / Forbidden (403)."""
 
 _NO_STORE = {"Cache-Control": "no-store"}
+
+TARGET_CLAIM = _identity.KEY
+"""The claim (or cookie-session key) ``stamp_claims`` adds: the target a login was made on."""
 
 
 # -- OpenAPI documentation models (responses are built by the core) ---------
@@ -373,3 +403,79 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _error(exc: AdminError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=_NO_STORE | exc.headers)
+
+
+# -- identity bound to its target -----------------------------------------------
+
+
+def stamp_claims(claims: Mapping[str, Any], target: str) -> dict[str, Any]:
+    """``claims`` plus the target they are issued on, to sign into a token or cookie at log-in.
+
+    ``target`` is where the log-in read the user: ``db.dbswap_target`` of the
+    session that did (``db.sync_session.dbswap_target`` for an ``AsyncSession``).
+    """
+    stamped = dict(claims)
+    _identity.stamp(stamped, target)
+    return stamped
+
+
+def bound_to_target(
+    board: Switchboard,
+    claims: Callable[..., Any],
+    *,
+    session: Callable[..., Any] | None = None,
+) -> Callable[..., Awaitable[Mapping[str, Any]]]:
+    """A dependency giving the claims of a login made on this request's target; 401 otherwise.
+
+    ``claims`` is the app's own dependency that reads and checks its token or
+    cookie and returns its claims (a mapping: decoded JWT claims,
+    ``request.session``...). A login stamped by ``stamp_claims`` with another
+    target, or not stamped at all, is refused with 401 and a message that says
+    why. This request's target is that of ``session`` when given: the app's
+    session dependency, the very session the endpoint gets (FastAPI resolves a
+    dependency once per request), so the check and the queries cannot
+    disagree; else the board's active target when the check runs.
+    """
+
+    def checked(found: Any, target: str) -> Mapping[str, Any]:
+        if not isinstance(found, Mapping):
+            raise TypeError(f"bound_to_target: the claims dependency returned {type(found)!r}")
+        if not _identity.matches(found, target):
+            issued_on = _identity.stamped(found)
+            raise _Refusal(
+                401,
+                _identity.moved_message(issued_on, target)
+                if issued_on is not None
+                else "this login does not say which database it was made on: sign in again",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return found
+
+    # Defaults rather than Annotated: these annotations are strings, and the
+    # closure's variables are not where FastAPI would look them up.
+    with_claims = Depends(claims)
+    if session is None:
+
+        async def bound_to_active(found: Any = with_claims) -> Mapping[str, Any]:
+            return checked(found, board.active)
+
+        return bound_to_active
+
+    with_session = Depends(session)
+
+    async def bound_to_session(
+        found: Any = with_claims, db: Any = with_session
+    ) -> Mapping[str, Any]:
+        return checked(found, _session_target(db))
+
+    return bound_to_session
+
+
+def _session_target(db: Any) -> str:
+    target = getattr(getattr(db, "sync_session", db), "dbswap_target", None)
+    if not isinstance(target, str):
+        raise ConfigError(
+            "bound_to_target(session=...) needs a dependency that gives a pinned session: "
+            "one from board.sessionmaker() or board.async_sessionmaker()"
+        )
+    return target

@@ -38,6 +38,15 @@ and ``db.create_all()`` use that target until the request ends, even if a switch
 happens meanwhile. Models with a ``__bind_key__`` (``SQLALCHEMY_BINDS``) keep
 their own database; dbswap does not switch those.
 
+A login belongs to the target it was made on: when ``flask.session`` gets
+data while a request is pinned to a target (a log-in), dbswap stamps that
+target in it, and a request pinned to another target finds the session
+emptied, before any of the app's ``before_request`` functions reads it: the
+visitor is logged out, never taken for the other database's user of the same
+id. ``bound_session_keys=("user_id",)`` empties only those keys (an admin flag
+of a password log-in survives a switch); ``shared_identity=True`` turns this
+off, for apps whose users have the same ids in every target.
+
 Every decision of the admin routes (statuses, messages, CSRF) lives in
 ``dbswap._admin``, shared with the FastAPI and Django adapters.
 """
@@ -58,7 +67,17 @@ from urllib.parse import urlencode
 
 try:
     import sqlalchemy as sa
-    from flask import Blueprint, Flask, Response, current_app, g, has_app_context, request, url_for
+    from flask import (
+        Blueprint,
+        Flask,
+        Response,
+        current_app,
+        g,
+        has_app_context,
+        request,
+        session,
+        url_for,
+    )
     from flask.globals import app_ctx
     from flask.typing import ResponseReturnValue
     from flask_sqlalchemy import SQLAlchemy
@@ -71,6 +90,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installe
         "pip install 'dbswap[flask]'"
     ) from None
 
+from . import _identity
 from ._admin import (
     MAX_BODY_BYTES,
     AdminCore,
@@ -82,6 +102,8 @@ from ._admin import (
 from ._csrf import COOKIE_NAME, RequestFacts
 from ._errors import ConfigError
 from ._masking import mask_url
+from ._ops_flask import ops_blueprint
+from ._readiness import READINESS_PATH
 from ._sessions import PinnedSession
 from ._switchboard import Switchboard
 from ._targets import normalize_url
@@ -117,6 +139,7 @@ class _AppState:
     login_url: str | None
     home_url: str
     follows: bool = True  # False: a test config named its own database; dbswap steps aside
+    bound_keys: frozenset[str] | None = None  # the session keys a switch empties (None: all)
 
 
 def current_board() -> Switchboard:
@@ -166,6 +189,9 @@ class Session(PinnedSession, _FlaskSQLAlchemySession):
         _follow(self._db, app_ctx.app, board)  # in case db.init_app ran after DBSwap.init_app
         pinned = _pin(board)
         self._dbswap_pinned, self.bind = pinned, pinned[2]
+        count = board._observer.count_session  # metrics on: count the pin
+        if count is not None:
+            count(pinned[0])
         return pinned[2]
 
     def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
@@ -285,6 +311,15 @@ class DBSwap:
     and page are registered under ``url_prefix``. The page's CSRF secret is
     derived from ``SECRET_KEY`` unless ``csrf_secret`` is given, so every worker
     of the app agrees.
+
+    ``flask.session`` is bound to the target it was logged in on (see the module
+    docstring): ``bound_session_keys`` names the keys that are (default: the
+    whole session), ``shared_identity=True`` binds nothing.
+
+    ``readiness=True`` serves ``GET /healthz/database`` (``readiness_path``) for load
+    balancers, checking the active target at most once per ``readiness_cache``
+    seconds; ``metrics=True`` turns the board's metrics on and serves them at
+    ``/metrics`` (``metrics_path``). Both are unauthenticated and hold no secret.
     """
 
     def __init__(
@@ -301,7 +336,22 @@ class DBSwap:
         url_prefix: str | None = None,
         switch_timeout: float = 3.0,
         check_timeout: float = 1.0,
+        shared_identity: bool = False,
+        bound_session_keys: Iterable[str] | None = None,
+        readiness: bool = False,
+        metrics: bool = False,
+        readiness_path: str = READINESS_PATH,
+        metrics_path: str = "/metrics",
+        readiness_cache: float = 1.0,
     ) -> None:
+        if isinstance(bound_session_keys, str):
+            raise TypeError('bound_session_keys takes a collection of keys, e.g. ("user_id",)')
+        if shared_identity and bound_session_keys is not None:
+            raise ConfigError(
+                "shared_identity=True binds no session key: give it or bound_session_keys, not both"
+            )
+        self._shared_identity = shared_identity
+        self._bound_keys = None if bound_session_keys is None else frozenset(bound_session_keys)
         self._board = board
         self._authorize = authorize
         self._csrf_secret = csrf_secret
@@ -310,6 +360,8 @@ class DBSwap:
         self._home_url = home_url
         self._url_prefix = url_prefix
         self._timeouts = (switch_timeout, check_timeout)
+        self._ops = (readiness_path if readiness else None, metrics_path if metrics else None)
+        self._readiness_cache = readiness_cache
         if app is not None:
             self.init_app(app, db=db)
 
@@ -332,15 +384,39 @@ class DBSwap:
             check_timeout=self._timeouts[1],
         )
         app.extensions[EXTENSION] = _AppState(
-            board, core, self._authorize, self._login_url, self._home_url, follows
+            board,
+            core,
+            self._authorize,
+            self._login_url,
+            self._home_url,
+            follows,
+            self._bound_keys,
         )
         if follows:
-            app.before_request(_pin_request)
+            # First: the app's own functions, registered before init_app or after,
+            # find the request pinned and a foreign login already dropped.
+            before = app.before_request_funcs.setdefault(None, [])
+            before.insert(0, _pin_request)
             app.teardown_request(_unpin_request)
+            if not self._shared_identity:
+                before.insert(1, _drop_foreign_login)
+                # after_request functions run last-registered first: this one runs last.
+                app.after_request_funcs.setdefault(None, []).insert(0, _stamp_login)
         if db is not None:
             _init_db(app, board, db, follows)
         if self._authorize is not None:
             app.register_blueprint(_admin_blueprint(), url_prefix=self._url_prefix)
+        if self._ops != (None, None):
+            readiness_path, metrics_path = self._ops
+            app.register_blueprint(
+                ops_blueprint(
+                    board,
+                    readiness=readiness_path,
+                    metrics=metrics_path,
+                    cache_seconds=self._readiness_cache,
+                    check_timeout=self._timeouts[1],
+                )
+            )
         app.cli.add_command(board_commands(board))
 
     @property
@@ -378,6 +454,22 @@ def _pin_request() -> None:
 
 def _unpin_request(exc: BaseException | None) -> None:
     g.pop(_PIN, None)
+
+
+def _drop_foreign_login() -> None:
+    # `in` does not mark the session accessed: a visitor without a stamp costs nothing.
+    pinned: _Pin = getattr(g, _PIN)
+    if _identity.KEY in session and not _identity.matches(session, pinned[0]):
+        _identity.unbind(session, _state(current_app).bound_keys)
+
+
+def _stamp_login(response: Response) -> Response:
+    # A session that got a login during this request: it belongs to the request's target.
+    pinned: _Pin | None = g.get(_PIN)
+    keys = _state(current_app).bound_keys
+    if pinned is not None and _identity.KEY not in session and _identity.holds_login(session, keys):
+        _identity.stamp(session, pinned[0])
+    return response
 
 
 # -- the admin blueprint ---------------------------------------------------------

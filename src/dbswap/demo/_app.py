@@ -5,15 +5,24 @@ sessions from ``board.async_sessionmaker()``, given to each request by a
 FastAPI dependency. The admin logs in with a password (a signed session
 cookie, never a database row) or, for scripts, a bearer token; the admin
 router from ``dbswap.fastapi`` does the rest.
+
+Failed logins are limited per client address (429 with ``Retry-After``), and
+each login gets a server-side session id that logout forgets: a signed cookie
+stays valid by itself, so a copy taken before logout must not work after it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
+import math
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,12 +37,79 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from .._switchboard import PRODUCTION, Switchboard
 from .._targets import URL_PREFIX, read_environment
-from ..fastapi import Forbidden, NotAuthenticated, admin_router
+from ..fastapi import Forbidden, NotAuthenticated, admin_router, ops_router
 from ._data import Event, Track, prepare_databases
 
 DEFAULT_DATA_DIR = Path(".runtime") / "demo"
 ADMIN_URL = "/admin/configuration"
 SESSION_COOKIE = "dbswap_demo_session"
+SESSION_MAX_AGE = 8 * 3600  # seconds
+LOGIN_ATTEMPTS = 5  # failed logins a client address may make...
+LOGIN_WINDOW = 60.0  # ...in this many seconds; then 429 until the oldest one is that old
+
+Clock = Callable[[], float]
+
+
+class LoginLimiter:
+    """Failed logins per client address, in a sliding window (brute force gets 429s)."""
+
+    def __init__(self, attempts: int, window: float, clock: Clock) -> None:
+        self.attempts, self.window, self._clock = attempts, window, clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> float:
+        """Seconds before ``client`` may try again; 0 if it may now."""
+        with self._lock:
+            now = self._clock()
+            failures = self._failures.get(client)
+            if failures is None:
+                return 0.0
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            if not failures:
+                del self._failures[client]
+                return 0.0
+            return failures[0] + self.window - now if len(failures) >= self.attempts else 0.0
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            now = self._clock()
+            if len(self._failures) > 10_000:  # many addresses: forget those that went quiet
+                stale = [c for c, f in self._failures.items() if f[-1] <= now - self.window]
+                for c in stale:
+                    del self._failures[c]
+            self._failures.setdefault(client, deque()).append(now)
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+
+class LiveSessions:
+    """Ids of the admin sessions not logged out nor expired (kept in this process)."""
+
+    def __init__(self, max_age: float, clock: Clock) -> None:
+        self._max_age, self._clock = max_age, clock
+        self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> str:
+        with self._lock:
+            now = self._clock()
+            self._expiry = {sid: end for sid, end in self._expiry.items() if end > now}
+            sid = secrets.token_urlsafe(24)
+            self._expiry[sid] = now + self._max_age
+            return sid
+
+    def alive(self, sid: object) -> bool:
+        with self._lock:
+            return isinstance(sid, str) and self._expiry.get(sid, -math.inf) > self._clock()
+
+    def end(self, sid: object) -> None:
+        with self._lock:
+            if isinstance(sid, str):
+                self._expiry.pop(sid, None)
 
 
 def demo_board(
@@ -86,11 +162,16 @@ def create_app(
     session_secret: str | None = None,
     data_dir: str | Path | None = None,
     prepare: bool = True,
+    login_attempts: int = LOGIN_ATTEMPTS,
+    login_window: float = LOGIN_WINDOW,
+    clock: Clock = time.monotonic,
 ) -> FastAPI:
     """The demo app; a random admin password is made if none is given.
 
     The password is ``app.state.admin_password``, the bearer token (if any)
-    ``app.state.admin_token``.
+    ``app.state.admin_token``. A client address gets ``login_attempts`` failed
+    logins per ``login_window`` seconds (``clock`` tells the time; tests pass
+    their own).
 
     With ``prepare`` the demo tables are created and seeded in every target
     (``app.state.unprepared`` names the targets that could not be reached).
@@ -113,15 +194,20 @@ def create_app(
     app.state.admin_password = admin_password or secrets.token_urlsafe(12)
     app.state.admin_token = admin_token or None
     app.state.unprepared = unprepared
+    app.state.login_limiter = LoginLimiter(login_attempts, login_window, clock)
+    app.state.live_sessions = LiveSessions(SESSION_MAX_AGE, clock)
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,
         session_cookie=SESSION_COOKIE,
         same_site="lax",
-        max_age=8 * 3600,
+        max_age=SESSION_MAX_AGE,
     )
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     app.include_router(_site)
+    # /healthz/database always; /metrics when prometheus-client is installed (dbswap[metrics])
+    metrics = importlib.util.find_spec("prometheus_client") is not None
+    app.include_router(ops_router(board, metrics=metrics))
     csrf_secret = hmac.new(secret.encode(), b"dbswap-csrf", hashlib.sha256).digest()
     app.include_router(
         admin_router(board, authorize=authorize_admin, csrf_secret=csrf_secret, login_url="/login")
@@ -144,12 +230,26 @@ def authorize_admin(request: Request) -> str:
         if not _same(credentials.strip(), token):
             raise NotAuthenticated("invalid API token")
         return "api-token"
-    user = request.session.get("user")
-    if not isinstance(user, str):
+    user = _session_user(request)
+    if user is None:
         raise NotAuthenticated("log in at /login first")
     if request.session.get("role") != "admin":
         raise Forbidden(f"{user} is not an administrator")
     return user
+
+
+def _session_user(request: Request) -> str | None:
+    """The logged-in user, if the cookie's session is still live (not logged out, not expired)."""
+    user = request.session.get("user")
+    if not isinstance(user, str):
+        return None
+    live: LiveSessions = request.app.state.live_sessions
+    return user if live.alive(request.session.get("sid")) else None
+
+
+def _client(request: Request) -> str:
+    # The peer's address: a proxy in front would make every client one (see the README).
+    return request.client.host if request.client is not None else "unknown"
 
 
 def _same(given: str, expected: str) -> bool:
@@ -231,7 +331,7 @@ def _page(
         target=target,
         production=target == PRODUCTION,
         read_only=read_only,
-        user=request.session.get("user"),
+        user=_session_user(request),
         admin_url=ADMIN_URL,
         targets=list(board.targets),
         **context,
@@ -278,15 +378,28 @@ async def login_form(request: Request) -> HTMLResponse:
 async def login(request: Request) -> Response:
     form = await request.form()
     password, next_url = form.get("password"), _safe_next(form.get("next"))
+    limiter: LoginLimiter = request.app.state.login_limiter
+    client = _client(request)
+    wait = limiter.retry_after(client)
+    if wait > 0:  # even the right password waits: otherwise guessing just goes on
+        seconds = math.ceil(wait)
+        error = f"Too many failed log-ins from your address; try again in {seconds} s."
+        page = _page(request, "login.html", {"next": next_url, "error": error}, status=429)
+        page.headers["Retry-After"] = str(seconds)
+        return page
     if not isinstance(password, str) or not _same(password, request.app.state.admin_password):
+        limiter.failed(client)
         context = {"next": next_url, "error": "Wrong password."}
         return _page(request, "login.html", context, status=401)
+    limiter.succeeded(client)
     request.session.clear()
-    request.session.update({"user": "admin", "role": "admin"})
+    sid = request.app.state.live_sessions.start()
+    request.session.update({"user": "admin", "role": "admin", "sid": sid})
     return RedirectResponse(next_url, status_code=303)
 
 
 @_site.post("/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
+    request.app.state.live_sessions.end(request.session.get("sid"))  # copies of the cookie die
     request.session.clear()
     return RedirectResponse("/", status_code=303)

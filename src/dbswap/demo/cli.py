@@ -78,6 +78,8 @@ def demo_command(host: str, port: int, data_dir: Path | None) -> None:
     click.echo("dbswap demo: a DJ's site whose database you switch without a restart")
     click.echo(f"  site:      {site}/")
     click.echo(f"  admin:     {site}{ADMIN_URL}")
+    metrics = f", {site}/metrics" if board._observer.metrics is not None else ""
+    click.echo(f"  probes:    {site}/healthz/database{metrics}")
     if generated:
         click.echo(
             f"  password:  {password}   (generated; set DBSWAP_ADMIN_PASSWORD to choose one)"

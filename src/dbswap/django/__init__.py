@@ -26,6 +26,13 @@ production lock), refuse a target that lacks migrations (``MigrationsNotApplied`
 a ``SchemaMismatch``; override with ``ignore_schema``), and a read-only switch
 puts the pinned connection in the server's read-only mode (``ReadOnlyTarget``).
 
+A login belongs to the target it was made on: ``login()`` stamps that target
+in the session, and the middleware flushes a session stamped with another
+one before the view runs (``DBSWAP_SHARED_IDENTITY = True`` turns this off).
+Or keep identity on one control database whatever the target:
+``DBSWAP_FIXED_APPS = ["auth", "sessions", "admin", "contenttypes"]`` keeps
+those apps' models on ``default`` (reads, writes, relations, migrations).
+
 What Django itself cannot route, and what dbswap does about it:
 
 - ``django.db.connection`` / ``connections["default"]`` always mean ``default``:

@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 from sqlalchemy import Connection
 
 from .._errors import ConfigError, SchemaMismatch
+from .._pinning import process_pin
 from .._schema import SchemaGuard
 from .._switchboard import Switchboard
 from ._errors import MigrationsNotApplied
@@ -53,13 +54,17 @@ def _build() -> Switchboard:
     configured: Any = getattr(settings, "DBSWAP_BOARD", None)
     if configured is None:
         base = getattr(settings, "BASE_DIR", None)
-        board: Any = Switchboard.from_env(cwd=Path(base) if base is not None else None)
+        pin = process_pin()  # dbswap run: its target is the default alias (see _settings)
+        overrides: dict[str, Any] = {"default_target": pin} if pin is not None else {}
+        board: Any = Switchboard.from_env(cwd=Path(base) if base is not None else None, **overrides)
     else:
         board = import_string(configured) if isinstance(configured, str) else configured
         if not isinstance(board, Switchboard) and callable(board):
             board = board()
     if not isinstance(board, Switchboard):
         raise ConfigError("settings.DBSWAP_BOARD must be a Switchboard or the dotted path of one")
+    if getattr(settings, "DBSWAP_METRICS", False) and board._observer.metrics is None:
+        board.enable_metrics()  # served by the metrics view (dbswap.django.urls)
     if getattr(settings, "DBSWAP_CHECK_MIGRATIONS", True) and board.schema_guard is None:
         board.schema_guard = MigrationGuard(board.default_target)
     return board

@@ -16,6 +16,7 @@ Every Django connection gets one execute wrapper (``connection_created``):
   ``default`` (``django.db.connection``, ``connections["default"]``) while the
   request is pinned elsewhere, and a write to the pinned database inside an
   ``atomic()`` that was opened on ``default`` (``atomic()`` without ``using=``).
+  The apps of ``DBSWAP_FIXED_APPS`` live on ``default``: their queries pass.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .._engines import _MODE_SQL, _is_read_only_refusal
 from .._errors import ReadOnlyTarget
 from ._board import get_board
 from ._errors import UnroutedQuery
+from ._identity import drop_foreign_login, fixed_apps, fixed_statement, is_fixed
 from ._settings import alias_for
 
 
@@ -81,23 +83,30 @@ def pinned(target: str | None = None) -> Iterator[Pin]:
         _pin.reset(token)
 
 
+def control_target() -> str:
+    """The target of the control plane: the default one, or production under its lock."""
+    board = get_board()
+    # Under the production lock nothing can be switched, and default may not be reachable.
+    return board.active if board.production_lock else board.default_target
+
+
 def control_plane(view: Callable[..., Any]) -> Callable[..., Any]:
     """Run a view on the ``default`` database, whatever target is active.
 
     dbswap's admin views are wrapped with it, so who may switch (users,
     sessions) never depends on the database being switched: a staff member of
-    ``default`` can always switch back. Wrap the log-in view with it too when
-    sessions live in the database. Under the production lock nothing can be
-    switched, and ``default`` may not even be reachable: the view stays on
-    production.
+    ``default`` can always switch back. Under the production lock nothing can
+    be switched, and ``default`` may not even be reachable: the view stays on
+    production. The middleware does not drop a login made on another target
+    for these views: they refuse it themselves, without signing anybody out.
     """
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        board = get_board()
-        with pinned(board.active if board.production_lock else board.default_target):
+        with pinned(control_target()):
             return view(*args, **kwargs)
 
+    wrapper.dbswap_control_plane = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -112,27 +121,43 @@ def current_connection() -> Any:
 
 
 class DBSwapRouter:
-    """``DATABASE_ROUTERS = ["dbswap.django.DBSwapRouter"]``: models follow the pin."""
+    """``DATABASE_ROUTERS = ["dbswap.django.DBSwapRouter"]``: models follow the pin.
+
+    The models of ``DBSWAP_FIXED_APPS`` stay on ``default``, and are migrated there only.
+    """
 
     def db_for_read(self, model: Any, **hints: Any) -> str:
-        return _route(hints)
+        return _route(model, hints)
 
     def db_for_write(self, model: Any, **hints: Any) -> str:
-        return _route(hints)
+        return _route(model, hints)
+
+    def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
+        # A row of the switched database may point at a fixed one (its author, a user).
+        return True if is_fixed(obj1) != is_fixed(obj2) else None
+
+    def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
+        return db == DEFAULT_DB_ALIAS if app_label in fixed_apps() else None
 
 
-def _route(hints: dict[str, Any]) -> str:
-    # An object stays in the database it was read from, even across a switch.
-    state = getattr(hints.get("instance"), "_state", None)
-    db = getattr(state, "db", None)
-    return str(db) if db is not None else current_alias()
+def _route(model: Any, hints: dict[str, Any]) -> str:
+    fixed = is_fixed(model)
+    # An object stays in the database it was read from, even across a switch; the
+    # hint of a related lookup across planes (an item's user) says nothing of the other.
+    instance = hints.get("instance")
+    db = getattr(getattr(instance, "_state", None), "db", None)
+    if db is not None and is_fixed(instance) == fixed:
+        return str(db)
+    return DEFAULT_DB_ALIAS if fixed else current_alias()
 
 
 class DBSwapMiddleware:
     """Pins each request, for its whole duration, to the target active when it began.
 
     Put it first in ``MIDDLEWARE`` so sessions and authentication are pinned too.
-    Works under WSGI and ASGI, with sync and async views.
+    Before a view runs (other than dbswap's control-plane views), it flushes a
+    session stamped with another target. Works under WSGI and ASGI, with sync
+    and async views.
     """
 
     sync_capable = True
@@ -152,6 +177,11 @@ class DBSwapMiddleware:
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
+
+    def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
+        # Before any view reads request.user: a login made on another target is dropped.
+        if not getattr(view, "dbswap_control_plane", False):
+            drop_foreign_login(request, current_pin().target)
 
     def __call__(self, request: Any) -> Any:
         if self._async:
@@ -185,7 +215,7 @@ def _guard(execute: Callable[..., Any], sql: Any, params: Any, many: bool, conte
     request_pin = _pin.get()
     pin = request_pin or active_pin()
     if request_pin is not None and pin.alias != DEFAULT_DB_ALIAS:
-        _refuse_unrouted(conn, pin)
+        _refuse_unrouted(conn, pin, sql)
     wanted = pin.read_only and conn.alias == pin.alias
     if getattr(conn, "dbswap_read_only", False) is not wanted:
         _set_mode(conn, wanted)
@@ -197,8 +227,8 @@ def _guard(execute: Callable[..., Any], sql: Any, params: Any, many: bool, conte
         raise
 
 
-def _refuse_unrouted(conn: Any, pin: Pin) -> None:
-    if conn.alias == DEFAULT_DB_ALIAS:
+def _refuse_unrouted(conn: Any, pin: Pin, sql: Any) -> None:
+    if conn.alias == DEFAULT_DB_ALIAS and not fixed_statement(str(sql)):
         raise UnroutedQuery(
             f"a query went to the 'default' database while this request uses {pin.target!r} "
             f"(alias {pin.alias!r}): django.db.connection, connections['default'] and "
@@ -235,10 +265,12 @@ def _set_mode(conn: Any, read_only: bool) -> None:
 def close_inactive(**kwargs: Any) -> None:
     """At the end of a request: close this thread's connections to inactive targets."""
     board = get_board()
-    active = alias_for(board.active, board.default_target)
+    keep = {alias_for(board.active, board.default_target)}
+    if fixed_apps():
+        keep.add(DEFAULT_DB_ALIAS)  # the fixed apps' database serves every request
     for name in board.targets:
         alias = alias_for(name, board.default_target)
-        if alias == active or alias not in connections.settings:
+        if alias in keep or alias not in connections.settings:
             continue
         conn = connections[alias]
         if conn.connection is not None and not conn.in_atomic_block:

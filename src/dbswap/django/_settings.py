@@ -2,7 +2,9 @@
 
 The default target (``DBSWAP_DEFAULT_TARGET``, ``local`` unless set) is the
 ``default`` alias, so Django's test machinery and every ``using=``-less call
-keep working; every other target is an alias named after it.
+keep working; every other target is an alias named after it. Under ``dbswap
+run TARGET``, TARGET is the ``default`` alias, so ``manage.py migrate`` (and
+every other command) acts on it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 
 from .._errors import ConfigError
+from .._pinning import process_pin
 from .._targets import Target, discover_targets, read_environment
 
 logger = logging.getLogger("dbswap")
@@ -62,7 +65,8 @@ def databases_from_env(
             "no database targets: set DATABASE_URL_LOCAL and DATABASE_URL_PRODUCTION "
             "(one DATABASE_URL_<NAME> per target)"
         )
-    default = env.get("DBSWAP_DEFAULT_TARGET", "").strip().lower() or "local"
+    # Under `dbswap run TARGET`, TARGET is `default`: manage.py migrate, shell... act on it.
+    default = default_target(env)
     if default not in targets:
         raise ConfigError(
             f"default target {default!r} is not configured; set DBSWAP_DEFAULT_TARGET to "
@@ -139,6 +143,11 @@ def _ssl_require(name: str, url: str, wanted: bool) -> bool:
             f"{name!r}: {{'options': {{'ssl_mode': 'REQUIRED'}}}}}} (mysqlclient)"
         )
     return True
+
+
+def default_target(env: Mapping[str, str]) -> str:
+    """The target behind the ``default`` alias: ``dbswap run``'s pin, else the default one."""
+    return process_pin(env) or env.get("DBSWAP_DEFAULT_TARGET", "").strip().lower() or "local"
 
 
 def alias_for(target: str, default_target: str) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Warning
 
 from .._errors import ConfigError
 from ._board import get_board
+from ._identity import fixed_apps, is_fixed
 from ._settings import alias_for
 
 ROUTER = "dbswap.django.DBSwapRouter"
@@ -35,6 +37,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="dbswap.W001",
             )
         )
+    problems += _check_fixed_apps()
     try:
         board = get_board()
     except ConfigError as exc:
@@ -59,4 +62,34 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="dbswap.E004",
                 )
             )
+    return problems
+
+
+def _check_fixed_apps() -> list[Any]:
+    """DBSWAP_FIXED_APPS names installed apps, and a fixed model points at fixed ones only."""
+    fixed = fixed_apps()
+    labels = {config.label for config in apps.get_app_configs()}
+    unknown = sorted(fixed - labels)
+    problems: list[Any] = [
+        Error(
+            f"DBSWAP_FIXED_APPS names {label!r}, which is not an installed app's label",
+            hint='use app labels, e.g. "auth" for django.contrib.auth',
+            id="dbswap.E005",
+        )
+        for label in unknown
+    ]
+    for model in apps.get_models(include_auto_created=True):
+        if not is_fixed(model):
+            continue
+        for field in model._meta.get_fields():
+            related = field.related_model if field.concrete else None
+            if related is not None and not is_fixed(related):
+                problems.append(
+                    Error(
+                        f"{model._meta.label}.{field.name} points at {related._meta.label}, "
+                        "which follows the switch while its app is fixed on 'default'",
+                        hint=f'add "{related._meta.app_label}" to DBSWAP_FIXED_APPS',
+                        id="dbswap.E006",
+                    )
+                )
     return problems

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import _ops, views
 
 app_name = "dbswap"
 
@@ -21,4 +21,7 @@ urlpatterns = [
     path("api/admin/database/switch", views.switch, name="switch"),
     path("api/admin/database/history", views.history, name="history"),
     path("admin/configuration", views.configuration, name="configuration"),
+    # 404 unless settings.DBSWAP_READINESS / DBSWAP_METRICS (see _ops)
+    path("healthz/database", _ops.readiness, name="readiness"),
+    path("metrics", _ops.metrics, name="metrics"),
 ]

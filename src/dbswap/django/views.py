@@ -5,6 +5,9 @@ check: a callable (or its dotted path) taking the request and returning the
 user's name, raising ``NotAuthenticated``, ``Forbidden`` or ``PermissionDenied``.
 The views run on the ``default`` database whatever target is active (see
 ``control_plane``), so a staff member of ``default`` can always switch back.
+A login made on another target is refused with a page that says why (a
+redirect to the log-in form would only sign in on that target again: a loop),
+and its session is left alone.
 CSRF is Django's own check, run after authorization so refusals are JSON;
 requests with an ``Authorization`` header (scripts) are exempt, as in the
 other adapters. Every status, message and payload comes from ``dbswap._admin``.
@@ -36,9 +39,11 @@ from .._admin import (
 )
 from .._switchboard import Switchboard
 from ._board import get_board
-from ._routing import control_plane
+from ._identity import foreign_login
+from ._routing import control_plane, control_target
 
 _NO_STORE = {"Cache-Control": "no-store"}
+_ELSEWHERE = "signed_in_elsewhere"  # a 401 that a log-in form cannot fix
 _core_of: tuple[Switchboard, AdminCore] | None = None  # rebuilt when set_board() changes it
 
 
@@ -69,6 +74,10 @@ def _authorize() -> Callable[[HttpRequest], object]:
 
 
 def _identify(request: HttpRequest, core: AdminCore) -> str:
+    if "HTTP_AUTHORIZATION" not in request.META:  # a script's header, not the session
+        why = foreign_login(request, control_target(), core.board.active)
+        if why is not None:
+            raise NotAuthenticated(why, code=_ELSEWHERE)
     try:
         value = _authorize()(request)
     except PermissionDenied as exc:
@@ -178,7 +187,7 @@ def _configuration(request: HttpRequest) -> HttpResponse:
     try:
         user = _identify(request, core)
     except AdminError as exc:
-        if exc.status == 401:
+        if exc.status == 401 and exc.code != _ELSEWHERE:
             return redirect_to_login(request.get_full_path())
         html = core.render_error_page(exc.status, exc.message, script_nonce=nonce, home=home)
         return HttpResponse(html, status=exc.status, headers=page_headers(nonce) | exc.headers)

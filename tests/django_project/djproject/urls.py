@@ -15,4 +15,6 @@ urlpatterns = [
     path("raw-default", views.raw_default),
     path("atomic-default", views.atomic_default),
     path("atomic-routed", views.atomic_routed),
+    path("whoami", views.whoami),
+    path("notes", views.notes),
 ]

@@ -6,8 +6,9 @@ import asyncio
 import threading
 from typing import Any
 
+from django.contrib.auth.views import redirect_to_login
 from django.db import connection, transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 import dbswap
@@ -77,3 +78,17 @@ def atomic_routed(request: HttpRequest) -> JsonResponse:
     with dbswap.django.atomic():
         Item.objects.create(label="atomic")
     return JsonResponse({"alias": dbswap.django.current_alias()})
+
+
+def whoami(request: HttpRequest) -> JsonResponse:
+    user = request.user.get_username() if request.user.is_authenticated else None
+    return JsonResponse({"user": user, "alias": dbswap.django.current_alias()})
+
+
+@csrf_exempt
+def notes(request: HttpRequest) -> HttpResponse:
+    """Writes as the signed-in user, as the issue's app posts as ``user_id``."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    Item.objects.create(label=f"{request.user.get_username()}: {request.POST['text']}")
+    return JsonResponse({"alias": dbswap.django.current_alias()}, status=201)
