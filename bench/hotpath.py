@@ -10,6 +10,9 @@ and the ``os.stat`` of the state file in ``FileStateStore.current()``
 (which every session paid before the counter). ``session.plain`` runs
 twice (A/A): the difference between its twins is the resolution of the ns
 figures. A cProfile run of real sessions is kept for the report too.
+``h.timebox`` compares create+close on a board whose active switch is
+time-boxed (it ends in a day) with a board whose switch is not: a time limit
+only shortens the fast pin's deadline, so sessions should not notice it.
 """
 
 from __future__ import annotations
@@ -20,17 +23,18 @@ import os
 import pstats
 import statistics
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from dbswap import Switchboard
-from dbswap._state import FileStateStore
+from dbswap._state import FileStateStore, State, utc_text
 
 from ._databases import Item, seed_engine, sqlite_file
 from ._measure import Batch, interleave, paired, timed_loop
 from ._report import Row
 from ._workspace import Workspace
-from .overhead import prime_state
+from .overhead import TARGET, Factory, per_class, prime_state
 
 SUITE = "hotpath"
 TOTAL_NS = "per session from board.sessionmaker(), dbswap - plain sessionmaker"
@@ -131,7 +135,49 @@ def run(ws: Workspace) -> list[Row]:
     ]
     ws.extra["breakdown_ns"] = breakdown(times)
     ws.extra["profile"], ws.extra["profile_text"] = profile(board, ws.sizes.profile_sessions)
-    return rows
+    return rows + timeboxed(ws)
+
+
+def timeboxed(ws: Workspace) -> list[Row]:
+    """Session create+close with a time-boxed switch active, against one without a limit."""
+
+    def board(name: str, boxed: bool) -> Switchboard:
+        made = ws.board({"local": "sqlite://", "production": sqlite_file(ws.fast, name)}, name)
+        ends = utc_text(datetime.now(timezone.utc) + timedelta(days=1))
+        limit = {"expires_at": ends, "return_to": "production"} if boxed else {}
+        made._store.write(State("local", 1, switched_by="bench", **limit))  # as use() would
+        _ = made.session_class  # made on first use, without a fast pin
+        made._pin(False)
+        made._pin(False)  # the second one installs a fast pin with a live deadline
+        if made.session_class._dbswap_fast is None:
+            raise RuntimeError(f"the board {name} installed no fast pin")
+        return made
+
+    def create_close(factory: Factory) -> None:
+        factory().close()
+
+    boxed, plain, twin = board("box-on", True), board("box-off", False), board("box-off2", False)
+    if boxed.time_limit is None or plain.time_limit is not None:
+        raise RuntimeError("the time-boxed board has no time limit, or the other one has")
+    variants = {
+        name: per_class(made.sessionmaker, create_close)
+        for name, made in (("boxed", boxed), ("plain", plain), ("twin", twin))
+    }
+    times = interleave(
+        variants, rounds=ws.sizes.micro_rounds, batch_seconds=ws.sizes.micro_batch_seconds
+    )
+    floor = paired(times["twin"], times["plain"])
+    return [
+        Row.of(
+            SUITE,
+            "h.timebox",
+            "board.sessionmaker()() create+close, a time-boxed switch active",
+            paired(times["boxed"], times["plain"]),
+            "same, a switch without a time limit",
+            at_most=TARGET,
+            note=f"A/A {floor.ratio:.3f} [{floor.low:.3f}-{floor.high:.3f}]",
+        )
+    ]
 
 
 def _file_store(board: Switchboard) -> FileStateStore:

@@ -47,6 +47,15 @@ def labels(url: str) -> list[str]:
         engine.dispose()
 
 
+def tables(url: str) -> set[str]:
+    """The table names of the database at ``url`` (read with a plain engine)."""
+    engine = sa.create_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
 def pg_connections(database: str) -> int:
     """Connections open on the PostgreSQL server to ``database`` (from pg_stat_activity)."""
     engine = sa.create_engine(PG_ADMIN)

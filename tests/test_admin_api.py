@@ -413,9 +413,10 @@ def test_the_openapi_schema_documents_the_json_routes(client: TestClient) -> Non
     assert PAGE not in paths
     switch = paths[SWITCH]["post"]
     body_schema = switch["requestBody"]["content"]["application/json"]["schema"]
+    options = {"readOnly", "ignoreSchema", "forSeconds", "thenTarget"}
     assert [set(s["properties"]) for s in body_schema["oneOf"]] == [
-        {"useProduction", "readOnly", "ignoreSchema"},
-        {"target", "readOnly", "ignoreSchema"},
+        {"useProduction", *options},
+        {"target", *options},
     ]
     assert {"200", "401", "403", "404", "422", "503"} <= set(switch["responses"])
     limit = paths[HISTORY]["get"]["parameters"][0]

@@ -85,6 +85,7 @@ EXPECTED_ROWS = (
         "h.get_bind",
         "h.session",
         "h.maker",
+        "h.timebox",
         "t.session.after",
         "t.session.worst",
         "t.session.first",

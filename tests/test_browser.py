@@ -9,26 +9,13 @@ import pytest
 
 import dbswap
 from dbswap.demo import SEED_TRACKS, create_app
-from webhelpers import PAGE, live_server
+from webhelpers import ARGS, CHROMIUM, NEEDS_CHROMIUM, PAGE, live_server
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PASSWORD = "browser-Pa55-q7"
 SCREENSHOT = Path(__file__).resolve().parents[1] / "test-artifacts" / "admin-configuration.png"
 PROD_RED = "rgb(198, 40, 40)"  # --prod: #c62828
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture
@@ -119,3 +106,70 @@ def test_an_admin_switches_to_production_and_back_in_a_real_browser(
     assert board.active == "local"
     assert SCREENSHOT.stat().st_size > 10_000
     assert problems == []  # no script error, no CSP violation
+
+
+def _seconds_shown(text: str) -> int:
+    import re
+
+    found = re.search(r"ends in (?:(\d+):)?(\d+):(\d\d)", text)
+    assert found is not None, text
+    hours, minutes, seconds = (int(part or 0) for part in found.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def test_the_page_counts_down_a_time_boxed_switch_and_shows_its_end(
+    site: tuple[str, dbswap.Switchboard],
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base, board = site
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(base + PAGE)
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(base + PAGE)
+            limit = page.locator("#time-limit")
+            expect(limit).to_have_text("none")
+
+            # 5 min beside production's button: the switch is time-boxed, and counts down.
+            page.evaluate("window.__sameDocument = true")
+            page.select_option("tr[data-target=production] select.duration", "300")
+            page.once("dialog", lambda d: d.accept())
+            page.click("button.switch[data-target=production]")
+            expect(page.locator("#active-badge")).to_have_text("production")
+            expect(limit).to_contain_text("ends in 4:5")
+            expect(limit).to_contain_text("then back to local")
+            first = _seconds_shown(limit.inner_text())
+            page.wait_for_timeout(2200)
+            assert _seconds_shown(limit.inner_text()) <= first - 2  # ticking, no reload
+            assert page.evaluate("window.__sameDocument") is True
+            time_limit = board.time_limit
+            assert time_limit is not None and time_limit.return_to == "local"
+            # The active target with "no limit" is a switch again: it would end the limit.
+            expect(page.locator("button.switch[data-target=production]")).to_be_enabled()
+
+            # The demo's own pages say it too.
+            site_page = browser.new_page()
+            site_page.goto(base + "/")
+            expect(site_page.locator("#time-limit-banner")).to_contain_text("then back to local")
+            site_page.close()
+
+            # A limit that ends while the page is open: the page shows the return by itself.
+            board.use("production", user="tester", for_=3)
+            page.reload()
+            page.evaluate("window.__sameDocument = true")
+            expect(limit).to_contain_text("ends in 0:0")
+            expect(page.locator("#active-badge")).to_have_text("local", timeout=10_000)
+            expect(limit).to_have_text("none")
+            assert page.evaluate("window.__sameDocument") is True
+            assert board.active == "local"
+            assert board.history(1)[0]["outcome"] == "expired"
+        finally:
+            browser.close()
+    assert problems == []

@@ -27,7 +27,7 @@ from werkzeug.serving import make_server
 
 import dbswap
 import dbswap.django
-from dbhelpers import labels
+from dbhelpers import labels, tables
 from djangohelpers import PROJECT, create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.postgres
@@ -423,13 +423,6 @@ def test_manage_py_migrate_under_dbswap_run_migrates_that_target_only(tmp_path: 
             timeout=180,
         )
         assert done.returncode == 0, done.stderr
-
-        def tables(url: str) -> set[str]:
-            engine = sa.create_engine(url)
-            try:
-                return set(sa.inspect(engine).get_table_names())
-            finally:
-                engine.dispose()
 
         assert "django_migrations" in tables(fresh["production"])
         assert tables(fresh["local"]) == set()  # the default target was not touched

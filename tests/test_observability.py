@@ -265,12 +265,17 @@ def test_nothing_is_imported_unless_asked_and_opentelemetry_may_be_missing(
         with board.sessionmaker()() as s:
             s.execute(sa.text("SELECT 1"))
         board.check()
+        try:
+            board.use("nowhere")  # a WARNING record, for apps that configured logging
+        except dbswap.UnknownTarget:
+            pass
         print(sorted(m for m in ("opentelemetry", "prometheus_client") if m in sys.modules))
         """,
         tmp_path,
     )
     assert unused.returncode == 0, unused.stderr
     assert unused.stdout.strip() == "[]"
+    assert unused.stderr == ""  # unconfigured logging prints no switch record
 
     missing = run_python(
         setup
@@ -517,3 +522,26 @@ def test_a_core_connection_tells_which_target_it_is_on(board: dbswap.Switchboard
     with board.sessionmaker()() as s:
         assert s.connection().info["dbswap_target"] == s.dbswap_target == "local"
     assert asyncio.run(select_one_async(board)) == "local"
+
+
+def test_flask_sqlalchemy_sessions_are_counted_too(
+    board: dbswap.Switchboard, registry: CollectorRegistry
+) -> None:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from dbswap.flask import DBSwap, Session
+
+    db = SQLAlchemy(session_options={"class_": Session})
+    app = Flask(__name__)
+    DBSwap(app, db=db, board=board)
+
+    @app.get("/")
+    def read() -> str:
+        return str(db.session.execute(sa.text("SELECT 1")).scalar())
+
+    client = app.test_client()
+    for _ in range(2):
+        assert client.get("/").status_code == 200
+    dbswap.metrics.exposition(board)
+    assert sample(registry, "dbswap_sessions_total", target="local") == 2

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dbhelpers import ITEMS, labels, seed
+from dbhelpers import ITEMS, labels, seed, tables
 from dbswap import ConfigError, Switchboard, SwitchLocked, UnknownTarget
 
 # What a migration or init script does: build the app's board, report, write a row.
@@ -240,17 +240,7 @@ def test_flask_dbswap_run_pins_the_command_to_the_apps_target(
     assert board.history(1)[0]["outcome"] == "run"
 
 
-ALEMBIC_ENV = """
-from alembic import context
-from dbswap import Switchboard
-
-board = Switchboard.from_env()  # the app's own board: dbswap run pins it
-with board.engine.connect() as connection:
-    context.configure(connection=connection)
-    with context.begin_transaction():
-        context.run_migrations()
-board.close()
-"""
+ALEMBIC_ENV = (Path(__file__).parent.parent / "docs" / "examples" / "alembic_env.py").read_text()
 
 ALEMBIC_REVISION = """
 from alembic import op
@@ -282,13 +272,6 @@ def test_alembic_upgrade_under_dbswap_run_migrates_that_target_only(
     alembic = str(Path(sys.executable).with_name("alembic"))
     done = dbswap(project, "run", "production", "--yes", "--", alembic, "upgrade", "head")
     assert done.returncode == 0, done.stderr
-
-    def tables(url: str) -> set[str]:
-        engine = sa.create_engine(url)
-        try:
-            return set(sa.inspect(engine).get_table_names())
-        finally:
-            engine.dispose()
 
     assert {"tracks", "alembic_version"} <= tables(project["DATABASE_URL_PRODUCTION"])
     assert tables(project["DATABASE_URL_LOCAL"]) == {"items"}

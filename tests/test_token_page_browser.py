@@ -12,27 +12,23 @@ from pathlib import Path
 import pytest
 
 import dbswap
-from webhelpers import ADMIN_TOKEN, PAGE, USER_TOKEN, admin_app, live_server
+from webhelpers import (
+    ADMIN_TOKEN,
+    ARGS,
+    CHROMIUM,
+    NEEDS_CHROMIUM,
+    PAGE,
+    USER_TOKEN,
+    admin_app,
+    live_server,
+)
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "test-artifacts" / "admin-token-page.png"
 PROD_RED = "rgb(198, 40, 40)"  # --prod: #c62828
 # Chromium logs every 4xx answer to fetch() as a console error; refusals are expected here.
 EXPECTED_CONSOLE = "Failed to load resource: the server responded with a status of 40"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
-]
+pytestmark = NEEDS_CHROMIUM
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from starlette.testclient import TestClient
@@ -17,6 +18,22 @@ import dbswap
 from dbswap.fastapi import Forbidden, NotAuthenticated, admin_router
 
 __all__ = ["TestClient"]
+
+# Debian's Chromium, never a downloaded browser; flags for this machine's closed network.
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+NEEDS_CHROMIUM = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+]
 
 ADMIN_TOKEN = "adm-T0ken-5f8e2c71"
 USER_TOKEN = "usr-T0ken-91ab3c44"

@@ -34,14 +34,17 @@ from ._errors import (
 from ._health import Health
 from ._switchboard import PRODUCTION, Switchboard
 from ._targets import check_seconds
+from ._timebox import MAX_SECONDS as MAX_LIMIT_SECONDS
+from ._timebox import MIN_SECONDS as MIN_LIMIT_SECONDS
 
 logger = logging.getLogger("dbswap")
 
 EXPECTED_BODY = (
     '{"useProduction": true|false} or {"target": "<name>"}, '
-    'optionally with "readOnly": true|false and "ignoreSchema": true|false'
+    'optionally with "readOnly": true|false, "ignoreSchema": true|false, '
+    '"forSeconds": 1 to 604800 (the switch ends on its own) and "thenTarget": "<name>"'
 )
-_FIELDS = ("useProduction", "target", "readOnly", "ignoreSchema")
+_FIELDS = ("useProduction", "target", "readOnly", "ignoreSchema", "forSeconds", "thenTarget")
 MAX_BODY_BYTES = 16 * 1024
 MAX_TARGET_CHARS = 64
 DEFAULT_HISTORY = 20
@@ -124,6 +127,8 @@ class SwitchRequest:
     target: str
     read_only: bool | None = None  # None: the target's default (DBSWAP_READONLY)
     ignore_schema: bool = False
+    for_seconds: float | None = None  # the switch ends on its own after this long
+    then: str | None = None  # and returns there (None: where it came from)
 
 
 class AdminCore:
@@ -168,6 +173,7 @@ class AdminCore:
         board = self.board
         state, lock = board.state, board.lock_reason
         served = PRODUCTION if lock is not None else state.target  # a locked app ignores the state
+        limit = board.time_limit if lock is None else None  # asking may make the return
         return {
             "target": served,
             "useProduction": served == PRODUCTION,
@@ -177,6 +183,10 @@ class AdminCore:
             "generation": state.generation,
             "switchedAt": state.switched_at,
             "switchedBy": state.switched_by,
+            "expiresAt": limit.expires_at if limit else None,
+            "returnTo": limit.return_to if limit else None,
+            "secondsLeft": round(limit.seconds_left, 1) if limit else None,
+            "returnProblem": board.mask(limit.problem) if limit and limit.problem else None,
             "defaultTarget": board.default_target,
             "targets": [
                 {
@@ -256,10 +266,11 @@ class AdminCore:
         options = {
             "read_only": data.get("readOnly"),
             "ignore_schema": data.get("ignoreSchema", False),
+            **_time_limit(data),
         }
         if "useProduction" in data:
             target = PRODUCTION if data["useProduction"] else self.board.default_target
-            return SwitchRequest(target, **options)
+            return _checked(SwitchRequest(target, **options))
         name = data["target"]
         known = ", ".join(self.board.targets)
         if not isinstance(name, str):
@@ -267,7 +278,7 @@ class AdminCore:
         name = name.strip().lower()
         if not name or len(name) > MAX_TARGET_CHARS:
             raise _invalid(f"'target' must name a target (one of: {known})")
-        return SwitchRequest(name, **options)
+        return _checked(SwitchRequest(name, **options))
 
     def switch(self, request: SwitchRequest, user: str) -> dict[str, Any]:
         """Switch, blocking up to ``switch_timeout``: run it in a thread, never on an event loop."""
@@ -280,6 +291,8 @@ class AdminCore:
                 read_only=request.read_only,
                 ignore_schema=request.ignore_schema,
                 lock_timeout=self.switch_timeout + 2,  # an HTTP client should not hang on a peer
+                for_=request.for_seconds,
+                then=request.then,
             )
         except UnknownTarget as exc:
             raise AdminError(
@@ -325,6 +338,8 @@ class AdminCore:
             "durationMs": round(result.duration * 1000, 3),
             "useProduction": result.target == PRODUCTION,
             "readOnly": result.read_only,
+            "expiresAt": result.expires_at,
+            "returnTo": result.return_to,
             "hotSwap": True,
             "requiresRestart": False,
         }
@@ -404,6 +419,30 @@ def parse_limit(values: Sequence[str]) -> int:
         shown = values[0][:20]
         raise AdminError(f"{expected}, not {shown!r}", status=422, code="invalid_query")
     return int(raw)
+
+
+def _checked(request: SwitchRequest) -> SwitchRequest:
+    if request.then == request.target:
+        raise _invalid("'thenTarget' must name another target than the one switched to")
+    return request
+
+
+def _time_limit(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``forSeconds`` and ``thenTarget`` of a switch body, checked (422 otherwise)."""
+    seconds, then = data.get("forSeconds"), data.get("thenTarget")
+    if seconds is not None:
+        bounds = f"{MIN_LIMIT_SECONDS:g} to {MAX_LIMIT_SECONDS:g}"
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            raise _invalid(f"'forSeconds' must be a number of seconds ({bounds}) or null")
+        if not MIN_LIMIT_SECONDS <= seconds <= MAX_LIMIT_SECONDS:  # inf (1e400) fails too
+            raise _invalid(f"'forSeconds' must be from {bounds} seconds, not {seconds!r:.20}")
+    if then is not None:
+        if not isinstance(then, str) or not then.strip() or len(then) > MAX_TARGET_CHARS:
+            raise _invalid(f"'thenTarget' must name a target, not {_json_type(then)}")
+        if seconds is None:
+            raise _invalid("'thenTarget' needs 'forSeconds' (where a time-boxed switch returns)")
+        then = then.strip().lower()
+    return {"for_seconds": None if seconds is None else float(seconds), "then": then}
 
 
 def _json_error(exc: Exception) -> str:

@@ -31,7 +31,7 @@ AUDIT_FILE = "db-switch.log"
 COMMIT_LOOKBACK = 1000  # lines searched for the last commit's own line
 MAX_NAME_CHARS = 100  # target names and users, as written in a line
 MAX_TEXT_CHARS = 1000  # any other string (reasons)
-_COMMITS = ("ok", "recovered", "restored")  # outcomes that commit a generation
+_COMMITS = ("ok", "recovered", "restored", "expired")  # outcomes that commit a generation
 audit_logger = logging.getLogger("dbswap.audit")
 logger = logging.getLogger("dbswap")
 
@@ -160,7 +160,7 @@ class AuditLog:
         )
 
     def _last_committed(self) -> int | None:
-        """The generation of the newest ``ok``, ``recovered`` or ``restored`` line, if any."""
+        """The generation of the newest line that committed one (``_COMMITS``), if any."""
         shared = self._shared.shared_audit(COMMIT_LOOKBACK) if self._shared is not None else None
         try:
             lines = shared if shared is not None else _last_lines(self.path, COMMIT_LOOKBACK)

@@ -10,8 +10,8 @@ their own (``PinnedSession._dbswap_count``), set when metrics are enabled.
 
 Which logger carries what:
 
-- ``dbswap.switch``: one record per switch attempt (and per ``recovered`` or
-  ``restored`` line), its fields as ``dbswap_*`` attributes (``extra``), for
+- ``dbswap.switch``: one record per switch attempt (and per ``recovered``,
+  ``restored`` or ``expired`` line), its fields as ``dbswap_*`` attributes (``extra``), for
   structlog and JSON handlers. INFO, WARNING when refused or failed.
 - ``dbswap.audit`` (``_audit.py``): the audit file's JSON line as the message,
   ``dbswap run`` lines included, for whoever ships the trail as text.
@@ -41,12 +41,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("dbswap")
 switch_logger = logging.getLogger("dbswap.switch")
+# For apps that configure logging: without a handler anywhere, Python would print the
+# WARNING ones on stderr, beside the error the caller (the CLI) already reports.
+switch_logger.addHandler(logging.NullHandler())
 
 F = TypeVar("F", bound=Callable[..., Any])
 SessionCounter = Callable[[str], None]
 
-_ATTEMPTS_OK = frozenset({"ok", "noop", "recovered", "restored"})  # INFO; anything else WARNING
-_NOT_ATTEMPTS = frozenset({"recovered", "restored"})  # lines about an earlier commit
+_ATTEMPTS_OK = frozenset({"ok", "noop", "recovered", "restored", "expired"})  # INFO; else WARNING
+# Lines about a commit the running use() did not make: an event of its span, not its fields.
+_NOT_ATTEMPTS = frozenset({"recovered", "restored", "expired"})
 _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
 # The span of the use() running in this context, which its audit line annotates.
 _switch_span: ContextVar[Span | None] = ContextVar("dbswap_switch_span", default=None)

@@ -49,7 +49,6 @@ from ._pinning import PIN_VARIABLE, process_pin
 from ._routing import FastPin, RoutingEngine
 from ._schema import AlembicGuard, SchemaGuard
 from ._state import FileStateStore, State, StateStore, StateUnreadable, utc_now
-from ._timebox import Request, TimeLimit, Timebox, parse_duration
 from ._targets import (
     Target,
     discover_targets,
@@ -57,6 +56,7 @@ from ._targets import (
     read_environment,
     validate_targets,
 )
+from ._timebox import Request, Timebox, TimeLimit, parse_duration
 
 if TYPE_CHECKING:  # the ORM and asyncio are imported only by the code that uses them
     from prometheus_client import CollectorRegistry
@@ -149,7 +149,9 @@ class Switchboard:
         # The target this process uses whatever the state says: the lock's, or dbswap run's.
         self._fixed = PRODUCTION if production_lock else self.process_pin
         # Open ``pinned()`` blocks: while there are any, sessions take no fast pin.
-        self._block_pin: ContextVar[str | None] = ContextVar("dbswap_block_pin", default=None)
+        self._block_pin: ContextVar[tuple[str, bool] | None] = ContextVar(
+            "dbswap_block_pin", default=None
+        )  # (target, read-only)
         self._open_blocks = 0
         self._blocks_lock = threading.Lock()
         # Targets a board must never use (under pytest, production: see _testguard).
@@ -311,7 +313,7 @@ class Switchboard:
         if self._open_blocks:
             pinned = self._block_pin.get()
             if pinned is not None:
-                return pinned, self._default_read_only(pinned)
+                return pinned
         if self._fixed is not None:
             return self._fixed, self._default_read_only(self._fixed)
         state = self._store.current()
@@ -427,10 +429,13 @@ class Switchboard:
         signal = self._store.signal() if before is not None else None
         if signal is not None and epoch == self._engines.epoch:
             deadline = self._timebox.pin_deadline(self._seen[0], signal[1])  # within a time limit
-            self._set_fast(
-                is_async, None if deadline is None else (signal[0], stamp, deadline, pinned)
-            )
-            if self._gate is not None or self._open_blocks:
+            # Under the lock pinned() counts blocks with: a fast pin set while a block is open
+            # could hand this pin to a session inside the block (or the block's to everybody).
+            with self._blocks_lock:
+                blocked = self._open_blocks > 0
+                fast = None if deadline is None or blocked else (signal[0], stamp, deadline, pinned)
+                self._set_fast(is_async, fast)
+            if self._gate is not None or blocked:
                 self._drop_fast()  # a drain or a pinned() block began meanwhile
             elif deadline is not None and deadline != math.inf and not expiry.watch(self):
                 self._set_fast(is_async, None)  # nothing would expire it: no fast pin
@@ -589,14 +594,19 @@ class Switchboard:
         )
 
     @contextmanager
-    def pinned(self, target: str) -> Iterator[Switchboard]:
+    def pinned(self, target: str, *, read_only: bool | None = None) -> Iterator[Switchboard]:
         """Sessions, ``board.engine`` and ``board.active`` use ``target`` inside the block.
 
         Only for the code in the block (this thread, or this asyncio task); the
         shared state and every other process, thread and task are untouched.
         Sessions opened inside keep their target to their end, as always.
+        ``read_only``: True or False choose the mode, None takes the target's
+        default (``DBSWAP_READONLY``).
         """
         name = self.target(target).name
+        mode = self._default_read_only(name) if read_only is None else bool(read_only)
+        if mode:
+            check_read_only_possible(self._targets[name])
         if self._fixed is not None and name != self._fixed:
             reason = "DBSWAP_ENV=production" if self.production_lock else "dbswap run"
             raise SwitchLocked(
@@ -606,7 +616,7 @@ class Switchboard:
         with self._blocks_lock:
             self._open_blocks += 1
         self._drop_fast()  # fast pins ignore blocks: none while one is open
-        token = self._block_pin.set(name)
+        token = self._block_pin.set((name, mode))
         try:
             yield self
         finally:

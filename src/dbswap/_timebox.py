@@ -24,7 +24,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +49,8 @@ MAX_SECONDS = 7 * 24 * 3600.0
 RETRY_SECONDS = 5.0  # a failed return is tried again at most this often (per process)
 RETURN_TIMEOUT = 3.0  # the return's health check, as use()'s default
 LOCK_WAIT = RETURN_TIMEOUT + 2.0  # for a peer's return (or switch) to finish
+# On an event loop, briefly: a switch holding the lock may need that loop for its own check.
+LOOP_LOCK_WAIT = 0.5
 # The _expiry thread drops a fast pin up to one tick after its deadline: end it before that.
 PIN_MARGIN = REVALIDATE / TICKS_PER_PERIOD + 0.05
 RETURNED_BY = "time limit"  # switched_by of the state a return commits
@@ -98,7 +102,7 @@ def check_duration(value: object, what: str) -> float:
 
 
 def parse_duration(text: str, what: str) -> float:
-    """``90s``, ``15m``, ``2h``, ``1h30m``, ``1d`` or plain seconds, as seconds; else ConfigError."""
+    """``90s``, ``15m``, ``2h``, ``1h30m``, ``1d`` or plain seconds, as seconds (or ConfigError)."""
     compact = text.strip().lower().replace(" ", "")
     try:
         seconds = float(compact)
@@ -119,7 +123,7 @@ def format_duration(seconds: float) -> str:
     days, left = divmod(left, 86400)
     hours, left = divmod(left, 3600)
     minutes, left = divmod(left, 60)
-    parts = zip((days, hours, minutes, left), "dhms")
+    parts = ((days, "d"), (hours, "h"), (minutes, "m"), (left, "s"))
     return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
 
 
@@ -135,6 +139,7 @@ class Timebox:
         self._failure: tuple[int, str] | None = None  # (generation, why) of a failed return
         self._retry_at = 0.0  # monotonic: no new attempt for that generation before
         self._retrying = threading.Lock()  # one background retry at a time
+        self._pid = os.getpid()  # a child forked during a retry starts with a free lock
         self._holding = threading.local()  # .on: this thread holds the switch lock
 
     # -- use() ---------------------------------------------------------------------
@@ -151,7 +156,7 @@ class Timebox:
         if then is None:
             return Request(seconds, None, capped)
         if seconds is None:
-            raise ConfigError("then= says where a time-boxed switch returns: give for_= too")
+            raise ConfigError("a return target (then, --then) needs a time limit (for_, --for)")
         board = self._board
         back = then.strip().lower() if isinstance(then, str) else str(then)
         if back not in board.targets:
@@ -159,7 +164,7 @@ class Timebox:
         if back in board._forbidden:
             raise ConfigError(_testguard.refusal(back))
         if back == name:
-            raise ConfigError(f"then={back!r} is the target itself: name where to return")
+            raise ConfigError(f"the return target {back!r} is the target itself: name another")
         return Request(seconds, back, capped)
 
     def plan(
@@ -191,7 +196,7 @@ class Timebox:
         for candidate in (earlier, previous, self._board.default_target):
             if candidate is not None and candidate != name:
                 return candidate
-        reason = f"{name!r} is already active: say where to return (then=)"
+        reason = f"{name!r} is already active: name the return target (then, --then)"
         audit.write("refused", None, reason)
         raise ConfigError(reason)
 
@@ -255,6 +260,8 @@ class Timebox:
 
     def _retry_later(self, state: State) -> None:
         """Try the failed return again, in the background, if it is time (one thread at a time)."""
+        if self._pid != os.getpid():
+            self._pid, self._retrying = os.getpid(), threading.Lock()
         if time.monotonic() < self._retry_at or not self._retrying.acquire(blocking=False):
             return
         self._retry_at = time.monotonic() + RETRY_SECONDS  # not twice while this one runs
@@ -275,7 +282,7 @@ class Timebox:
         board = self._board
         started = time.perf_counter()
         try:
-            with self.lock(LOCK_WAIT):
+            with self.lock(LOCK_WAIT if retry else _lock_wait()):
                 state = board._store.read()
                 if state is None or time.time() < self.ends(state):
                     board._observe(state)  # returned, extended or cancelled meanwhile
@@ -341,7 +348,7 @@ class Timebox:
             read_only=read_only,
             expired_at=state.expires_at,
         )
-        logger.warning(
+        logger.info(
             "the time limit of the switch to %r ended at %s: returned to %r (generation %d)",
             state.target,
             state.expires_at,
@@ -369,6 +376,17 @@ class Timebox:
             state.target,
             RETRY_SECONDS,
         )
+
+
+def _lock_wait() -> float:
+    asyncio = sys.modules.get("asyncio")  # not imported: no event loop can be running
+    if asyncio is not None:
+        try:
+            asyncio.get_running_loop()
+            return LOOP_LOCK_WAIT
+        except RuntimeError:
+            pass
+    return LOCK_WAIT
 
 
 def describe(limit: TimeLimit) -> str:

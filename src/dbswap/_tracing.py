@@ -59,9 +59,9 @@ class TracingSettings:
         return tracer
 
 
-def annotate(span: Span, entry: Mapping[str, Any], earlier_commit: bool) -> None:
-    """The switch span gets its audit line's fields (masked there); an earlier commit's
-    line written during it (``recovered``) is an event of the span."""
+def annotate(span: Span, entry: Mapping[str, Any], other_commit: bool) -> None:
+    """The switch span gets its audit line's fields (masked there); the line of a commit
+    it did not make, written during it (``recovered``, ``expired``), is an event of it."""
     attributes = {
         "dbswap.outcome": entry.get("outcome"),
         "dbswap.target": entry.get("to"),
@@ -72,7 +72,7 @@ def annotate(span: Span, entry: Mapping[str, Any], earlier_commit: bool) -> None
     if entry.get("read_only") is not None:
         attributes["dbswap.mode"] = "read-only" if entry["read_only"] else "read-write"
     shown = {key: value for key, value in attributes.items() if value is not None}
-    if earlier_commit:
+    if other_commit:
         span.add_event(f"dbswap.{entry.get('outcome')}", shown)
     else:
         span.set_attributes(shown)

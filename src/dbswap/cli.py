@@ -25,6 +25,7 @@ from ._health import Health
 from ._masking import mask_text
 from ._switchboard import PRODUCTION, Switchboard
 from ._targets import MAX_SECONDS, check_seconds
+from ._timebox import describe, format_duration, limit_fields, parse_duration
 from .demo.cli import demo_command  # click and the core only; FastAPI is imported when it runs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,6 +66,22 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only in cli
         what = f"--{param.name}" if param is not None and param.name else "the timeout"
         try:
             return check_seconds(value, what)
+        except ConfigError as exc:
+            raise Misconfigured(str(exc)) from None  # one line, exit code 2
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
+    """A time limit: 90s, 15m, 2h, 1h30m or plain seconds, from 1s to 7d."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value), "--for")
         except ConfigError as exc:
             raise Misconfigured(str(exc)) from None  # one line, exit code 2
 
@@ -129,6 +146,7 @@ def cli(ctx: click.Context) -> None:
       dbswap status
       dbswap targets --check
       dbswap use production --user alice
+      dbswap use production --for 15m      (back to the previous target after 15 min)
       dbswap use local
       dbswap history -n 5
       dbswap run production -- alembic upgrade head
@@ -143,15 +161,17 @@ cli.add_command(demo_command)
 @json_option
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show the active target, its generation, when and by whom it was set.
+    """Show the active target, its generation, when and by whom it was set, its time limit.
 
     Exits 1 when this process cannot confirm the shared state (unreadable state
-    file, unreachable Redis): what it shows is then not confirmed.
+    file, unreachable Redis): what it shows is then not confirmed; and when a
+    time limit has ended but the return to its target failed (it says why).
     """
     board = _board(ctx)
     state, lock, problem = board.state, board.lock_reason, board.state_problem
     served = PRODUCTION if lock is not None else state.target  # a locked app ignores the state
     target = board.target(served)
+    limit = board.time_limit if lock is None else None  # asking may make the return (_timebox)
     data = {
         "target": served,
         "generation": state.generation,
@@ -166,6 +186,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "confirmed": problem is None,
         "problem": problem,
         "runtime_dir": str(board.runtime_dir),
+        **limit_fields(limit),
     }
 
     def text() -> str:
@@ -176,6 +197,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             f"generation:  {state.generation}",
             f"switched at: {state.switched_at or '-'}",
             f"switched by: {state.switched_by or '-'}",
+            f"time limit:  {describe(limit) if limit else 'none'}",
         ]
         if served != state.target:
             lines.append(f"state says:  {state.target} (ignored while the lock holds)")
@@ -184,6 +206,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     _emit(data, as_json, text)
     if problem is not None:
         click.echo(f"warning: the shared state is not confirmed: {board.mask(problem)}", err=True)
+        ctx.exit(1)
+    if limit is not None and limit.problem is not None:
+        click.echo(f"warning: the time limit ended: {describe(limit)}", err=True)
         ctx.exit(1)
 
 
@@ -237,6 +262,19 @@ def targets(ctx: click.Context, with_check: bool, timeout: float, as_json: bool)
     help="Make the database refuse writes, or allow them (default: DBSWAP_READONLY).",
 )
 @click.option("--ignore-schema", is_flag=True, help="Switch even if the Alembic revision differs.")
+@click.option(
+    "--for",
+    "for_",
+    type=Duration(),
+    help="End the switch on its own after this long (90s, 15m, 2h; at most 7d); "
+    "again on the active target: a new end.",
+)
+@click.option(
+    "--then",
+    metavar="NAME",
+    help="Where a switch with --for returns (default: the target active before).",
+)
+@click.option("--no-limit", is_flag=True, help="End the active target's time limit (no --for).")
 @json_option
 @click.pass_context
 def use(
@@ -247,13 +285,23 @@ def use(
     timeout: float,
     read_only: bool | None,
     ignore_schema: bool,
+    for_: float | None,
+    then: str | None,
+    no_limit: bool,
     as_json: bool,
 ) -> None:
-    """Switch the app to target NAME (health-checked first; nothing changes on failure)."""
+    """Switch the app to target NAME (health-checked first; nothing changes on failure).
+
+    With --for, the switch ends on its own: every process returns to --then
+    (or to the target active before) once it has passed.
+    """
+    if no_limit and (for_ is not None or then is not None):
+        raise Misconfigured("--no-limit cannot go with --for or --then")
     board = _board(ctx)
     name = name.strip().lower()
     if name == PRODUCTION and name != board.active and not yes:
-        _confirm("Switch the app to PRODUCTION?")
+        lasting = f" for {format_duration(for_)}" if for_ is not None else ""
+        _confirm(f"Switch the app to PRODUCTION{lasting}?")
     with _errors():
         result = board.use(
             name,
@@ -261,6 +309,8 @@ def use(
             timeout=timeout,
             read_only=read_only,
             ignore_schema=ignore_schema,
+            for_=for_,
+            then=then,
         )
     data = asdict(result) | {"duration_ms": round(result.duration * 1000, 3)}
     del data["duration"]
@@ -272,10 +322,15 @@ def use(
                 f"already on {result.target} ({mode}, generation {result.generation}); "
                 "nothing to do"
             )
-        return (
+        text = (
             f"switched {result.previous} -> {result.target} ({mode}, "
             f"generation {result.generation}, {data['duration_ms']:.1f} ms)"
         )
+        if result.expires_at is not None:
+            text += f"\nends on its own at {result.expires_at}, then back to {result.return_to}"
+        elif no_limit:
+            text += "\nno time limit"
+        return text
 
     _emit(data, as_json, text)
 
@@ -320,6 +375,11 @@ def history(ctx: click.Context, limit: int, as_json: bool) -> None:
             )
             if e.get("reason"):
                 line += f"  ({e['reason']})"
+            if e.get("timebox") == "cancelled":
+                line += "  [time limit cancelled]"
+            elif e.get("timebox"):
+                line += f"  [{e['timebox']}: until {e.get('expires_at')}, then {e.get('return_to')}"
+                line += f"; {e['capped']}]" if e.get("capped") else "]"
             lines.append(line)
         return "\n".join(lines)
 

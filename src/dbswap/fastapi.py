@@ -67,6 +67,12 @@ from ._admin import (
 from ._csrf import COOKIE_NAME, RequestFacts
 from ._errors import ConfigError
 from ._ops_fastapi import ops_router
+from ._preview_fastapi import (
+    PreviewMiddleware,
+    add_preview_routes,
+    current_preview,
+    see_shared_state,
+)
 from ._switchboard import Switchboard
 
 __all__ = [
@@ -75,8 +81,10 @@ __all__ = [
     "Authorize",
     "Forbidden",
     "NotAuthenticated",
+    "PreviewMiddleware",
     "admin_router",
     "bound_to_target",
+    "current_preview",
     "ops_router",
     "stamp_claims",
 ]
@@ -111,6 +119,10 @@ class DatabaseStatus(BaseModel):
     generation: int
     switchedAt: str | None
     switchedBy: str | None
+    expiresAt: str | None = None  # a time-boxed switch: when it ends (UTC)
+    returnTo: str | None = None  # where it returns then
+    secondsLeft: float | None = None
+    returnProblem: str | None = None  # it ended and the return failed: why
     defaultTarget: str
     targets: list[TargetInfo]
 
@@ -124,6 +136,8 @@ class SwitchResponse(BaseModel):
     durationMs: float
     useProduction: bool
     readOnly: bool
+    expiresAt: str | None = None
+    returnTo: str | None = None
     hotSwap: Literal[True]
     requiresRestart: Literal[False]
 
@@ -149,6 +163,18 @@ _OPTIONS = {
     "ignoreSchema": {
         "type": "boolean",
         "description": "switch even if the Alembic revision differs (audited)",
+    },
+    "forSeconds": {
+        "type": ["number", "null"],
+        "minimum": 1,
+        "maximum": 604800,
+        "description": "the switch ends on its own after this many seconds; on the active "
+        "target, a new end; absent or null: no time limit (DBSWAP_MAX_PRODUCTION aside)",
+    },
+    "thenTarget": {
+        "type": ["string", "null"],
+        "maxLength": 64,
+        "description": "where a switch with forSeconds returns (default: the previous target)",
     },
 }
 _SWITCH_BODY = {
@@ -180,6 +206,7 @@ _SWITCH_BODY = {
                 "production": {"value": {"useProduction": True}},
                 "byName": {"value": {"target": "local"}},
                 "readOnly": {"value": {"target": "production", "readOnly": True}},
+                "forFifteenMinutes": {"value": {"target": "production", "forSeconds": 900}},
             },
         }
     },
@@ -232,7 +259,10 @@ def admin_router(
         switch_timeout=switch_timeout,
         check_timeout=check_timeout,
     )
-    router = APIRouter(tags=list(tags) if tags is not None else ["dbswap admin"])
+    router = APIRouter(
+        tags=list(tags) if tags is not None else ["dbswap admin"],
+        dependencies=[Depends(see_shared_state(board))],  # never an admin's own preview
+    )
     if token_page and login_url is not None:
         raise ConfigError("token_page=True asks for a token on the page: give no login_url")
 
@@ -276,7 +306,8 @@ def admin_router(
         summary="Switch the app to another database target, without a restart",
         description=(
             'Body: `{"useProduction": true|false}` or `{"target": "<name>"}`, optionally '
-            'with `"readOnly": true|false` and `"ignoreSchema": true`. The target '
+            'with `"readOnly": true|false`, `"ignoreSchema": true` and `"forSeconds": 900` '
+            '(+ `"thenTarget": "<name>"`: the switch ends on its own). The target '
             "is health-checked first; nothing changes if it is unknown (404), locked (403), "
             "busy or behind the code's schema (409) or unreachable (503). "
             "Cookie-authenticated browsers must send the "
@@ -331,7 +362,8 @@ def admin_router(
     async def configuration_page(request: Request) -> Response:
         nonce = secrets.token_urlsafe(16)
         urls = {
-            key: request.url_for(f"dbswap_{key}").path for key in ("status", "switch", "history")
+            key: request.url_for(f"dbswap_{key}").path
+            for key in ("status", "switch", "history", "preview")
         }
         if token_page:  # a shell without data: its script asks for the token, then the API
             html = core.render_token_page(urls=urls, script_nonce=nonce, home=home_url)
@@ -371,6 +403,7 @@ def admin_router(
             )
         return response
 
+    add_preview_routes(router, board, core, identify, csrf_secret)  # personal previews
     return router
 
 

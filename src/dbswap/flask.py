@@ -103,6 +103,8 @@ from ._csrf import COOKIE_NAME, RequestFacts
 from ._errors import ConfigError
 from ._masking import mask_url
 from ._ops_flask import ops_blueprint
+from ._preview_flask import current_preview, preview_view
+from ._preview_flask import install as install_previews
 from ._readiness import READINESS_PATH
 from ._sessions import PinnedSession
 from ._switchboard import Switchboard
@@ -117,6 +119,7 @@ __all__ = [
     "NotAuthenticated",
     "Session",
     "current_board",
+    "current_preview",
 ]
 
 Authorize = Callable[[], object]
@@ -406,6 +409,7 @@ class DBSwap:
             _init_db(app, board, db, follows)
         if self._authorize is not None:
             app.register_blueprint(_admin_blueprint(), url_prefix=self._url_prefix)
+            install_previews(app, board, secret, pins=follows)  # admins' own previews
         if self._ops != (None, None):
             readiness_path, metrics_path = self._ops
             app.register_blueprint(
@@ -481,6 +485,9 @@ def _admin_blueprint() -> Blueprint:
     blueprint.add_url_rule("/api/admin/database/switch", "switch", _switch_view, methods=["POST"])
     blueprint.add_url_rule("/api/admin/database/history", "history", _history_view, methods=["GET"])
     blueprint.add_url_rule("/admin/configuration", "configuration", _page_view, methods=["GET"])
+    blueprint.add_url_rule(
+        "/api/admin/database/preview", "preview", preview_view, methods=["GET", "POST", "DELETE"]
+    )
     return blueprint
 
 
@@ -550,7 +557,7 @@ def _page_view() -> ResponseReturnValue:
     html = core.render_page(
         user=user,
         csrf_token=token,
-        urls={key: url_for(f"dbswap.{key}") for key in ("status", "switch", "history")},
+        urls={key: url_for(f"dbswap.{key}") for key in ("status", "switch", "history", "preview")},
         script_nonce=nonce,
         health=core.health(),
         history=core.history(())["entries"],

@@ -37,6 +37,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from .._switchboard import PRODUCTION, Switchboard
 from .._targets import URL_PREFIX, read_environment
+from .._timebox import describe
 from ..fastapi import Forbidden, NotAuthenticated, admin_router, ops_router
 from ._data import Event, Track, prepare_databases
 
@@ -327,6 +328,7 @@ def _page(
     board: Switchboard = request.app.state.board
     target = _target_of(session) if session is not None else board.active
     read_only = _read_only_of(session) if session is not None else board.read_only
+    limit = board.time_limit
     html = _templates.get_template(name).render(
         target=target,
         production=target == PRODUCTION,
@@ -334,6 +336,7 @@ def _page(
         user=_session_user(request),
         admin_url=ADMIN_URL,
         targets=list(board.targets),
+        time_limit=describe(limit) if limit is not None and limit.return_to != target else None,
         **context,
     )
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})

@@ -52,6 +52,8 @@ What Django itself cannot route, and what dbswap does about it:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._board import MigrationGuard, get_board, set_board
 from ._errors import MigrationsNotApplied, UnroutedQuery
 from ._routing import (
@@ -67,6 +69,17 @@ from ._routing import (
 )
 from ._settings import alias_for, databases_from_env, target_for
 
+
+def current_preview(request: Any) -> Any:
+    """The admin's own preview this request is pinned to (a ``Preview``), or None.
+
+    Imported on first use: the views it needs cannot load before Django is set up.
+    """
+    from ._preview import current_preview as of_request
+
+    return of_request(request)
+
+
 __all__ = [
     "DBSwapMiddleware",
     "DBSwapRouter",
@@ -80,6 +93,7 @@ __all__ = [
     "current_alias",
     "current_connection",
     "current_pin",
+    "current_preview",
     "databases_from_env",
     "get_board",
     "pinned",

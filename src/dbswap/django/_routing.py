@@ -175,6 +175,9 @@ class DBSwapMiddleware:
             )
         self.get_response = get_response
         self._async = iscoroutinefunction(get_response)
+        from ._preview import apply_preview, finish  # admins' own previews (it imports us)
+
+        self._apply_preview, self._finish = apply_preview, finish
         if self._async:
             markcoroutinefunction(self)
 
@@ -182,20 +185,21 @@ class DBSwapMiddleware:
         # Before any view reads request.user: a login made on another target is dropped.
         if not getattr(view, "dbswap_control_plane", False):
             drop_foreign_login(request, current_pin().target)
+            self._apply_preview(request)  # after that check, against the shared target
 
     def __call__(self, request: Any) -> Any:
         if self._async:
             return self.__acall__(request)
         token = _pin.set(active_pin())
         try:
-            return self.get_response(request)
+            return self._finish(request, self.get_response(request))
         finally:
             _pin.reset(token)
 
     async def __acall__(self, request: Any) -> Any:
         token = _pin.set(active_pin())
         try:
-            return await self.get_response(request)
+            return self._finish(request, await self.get_response(request))
         finally:
             _pin.reset(token)
 

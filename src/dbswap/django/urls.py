@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import _ops, views
+from . import _ops, _preview, views
 
 app_name = "dbswap"
 
@@ -20,6 +20,7 @@ urlpatterns = [
     path("api/admin/database", views.status, name="status"),
     path("api/admin/database/switch", views.switch, name="switch"),
     path("api/admin/database/history", views.history, name="history"),
+    path("api/admin/database/preview", _preview.view, name="preview"),
     path("admin/configuration", views.configuration, name="configuration"),
     # 404 unless settings.DBSWAP_READINESS / DBSWAP_METRICS (see _ops)
     path("healthz/database", _ops.readiness, name="readiness"),

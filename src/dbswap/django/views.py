@@ -196,7 +196,7 @@ def _configuration(request: HttpRequest) -> HttpResponse:
     html = core.render_page(
         user=user,
         csrf_token=get_token(request),  # Django's token: the page sends it as X-CSRF-Token
-        urls={key: reverse(namespace + key) for key in ("status", "switch", "history")},
+        urls={key: reverse(namespace + key) for key in ("status", "switch", "history", "preview")},
         script_nonce=nonce,
         health=core.health(),
         history=core.history(())["entries"],
