@@ -35,6 +35,7 @@ SCRIPTS = [
     "read_only.py",
     "time_limit.py",
     "observability.py",
+    "previews.py",
 ]
 
 

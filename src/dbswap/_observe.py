@@ -74,8 +74,8 @@ class Observer:
 
     def recorded(self, entry: Mapping[str, Any]) -> None:
         """An audit line was written: log it, annotate the running switch's span, count it."""
-        if entry.get("outcome") == "run":
-            return  # dbswap run is not a switch: its line is on dbswap.audit only
+        if entry.get("outcome") in ("run", "preview", "preview-ended"):
+            return  # not switches: their lines are on dbswap.audit only
         try:
             _log(entry)
             span = _switch_span.get()

@@ -109,6 +109,10 @@ def _invalid(message: str) -> AdminError:
     return AdminError(f"{message}; expected {EXPECTED_BODY}", status=422, code="invalid_body")
 
 
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # whatever authorize returned
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -189,9 +193,10 @@ class Previews:
         ):
             return None
         preview = Preview(user, target, read_only, float(expires))
-        if preview.expires <= self._clock() or self._unusable(target) is not None:
+        now = self._clock()
+        if not now < preview.expires <= now + MAX_SECONDS + 60:  # ended, or never ours
             return None
-        return preview
+        return preview if self._unusable(target) is None else None
 
     def honoured(self, value: str | None, user: Callable[[], str | None]) -> Preview | None:
         """The preview to pin a request to: a valid cookie of the admin ``user()`` names.
@@ -203,7 +208,7 @@ class Previews:
         if preview is None:
             return None
         who = user()
-        if who is None or not hmac.compare_digest(who.encode(), preview.user.encode()):
+        if who is None or not hmac.compare_digest(_bytes(who), _bytes(preview.user)):
             return None  # another admin's cookie, or nobody's: it does nothing
         return preview
 

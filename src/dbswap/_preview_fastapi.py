@@ -55,9 +55,10 @@ class PreviewMiddleware:
     ``authorize`` is the admin router's; ``csrf_secret`` must be the admin
     router's too (None there and here: the runtime dir's shared key), so the
     cookies the router signs are the ones honoured here. A request with no
-    preview cookie costs one header lookup; with one, ``authorize`` runs (a
-    plain ``def`` in the thread pool). A cookie that is forged, expired,
-    another admin's or names an unknown target is ignored and cleared.
+    preview cookie costs the parsing of its Cookie header; with one,
+    ``authorize`` runs (a plain ``def`` in the thread pool). WebSockets pass
+    through. A cookie that is forged, expired, another admin's or names an
+    unknown target is ignored and cleared.
     """
 
     def __init__(

@@ -51,8 +51,9 @@ RETURN_TIMEOUT = 3.0  # the return's health check, as use()'s default
 LOCK_WAIT = RETURN_TIMEOUT + 2.0  # for a peer's return (or switch) to finish
 # On an event loop, briefly: a switch holding the lock may need that loop for its own check.
 LOOP_LOCK_WAIT = 0.5
-# The _expiry thread drops a fast pin up to one tick after its deadline: end it before that.
-PIN_MARGIN = REVALIDATE / TICKS_PER_PERIOD + 0.05
+# The _expiry thread drops a fast pin up to one tick after its deadline, later on a starved
+# machine: fast pins end a whole second before the limit (sessions then check the clock).
+PIN_MARGIN = REVALIDATE / TICKS_PER_PERIOD + 0.75
 RETURNED_BY = "time limit"  # switched_by of the state a return commits
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])")

@@ -35,10 +35,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.middleware.sessions import SessionMiddleware
 
+from .._preview import Previews
 from .._switchboard import PRODUCTION, Switchboard
 from .._targets import URL_PREFIX, read_environment
 from .._timebox import describe
-from ..fastapi import Forbidden, NotAuthenticated, admin_router, ops_router
+from ..fastapi import (
+    Forbidden,
+    NotAuthenticated,
+    PreviewMiddleware,
+    admin_router,
+    current_preview,
+    ops_router,
+)
 from ._data import Event, Track, prepare_databases
 
 DEFAULT_DATA_DIR = Path(".runtime") / "demo"
@@ -197,6 +205,12 @@ def create_app(
     app.state.unprepared = unprepared
     app.state.login_limiter = LoginLimiter(login_attempts, login_window, clock)
     app.state.live_sessions = LiveSessions(SESSION_MAX_AGE, clock)
+    csrf_secret = hmac.new(secret.encode(), b"dbswap-csrf", hashlib.sha256).digest()
+    # An admin's own preview pins their requests; added before (so inside) the session
+    # middleware, since authorize reads the session. The admin router signs with the same key.
+    app.add_middleware(
+        PreviewMiddleware, board=board, authorize=authorize_admin, csrf_secret=csrf_secret
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=secret,
@@ -209,7 +223,6 @@ def create_app(
     # /healthz/database always; /metrics when prometheus-client is installed (dbswap[metrics])
     metrics = importlib.util.find_spec("prometheus_client") is not None
     app.include_router(ops_router(board, metrics=metrics))
-    csrf_secret = hmac.new(secret.encode(), b"dbswap-csrf", hashlib.sha256).digest()
     app.include_router(
         admin_router(board, authorize=authorize_admin, csrf_secret=csrf_secret, login_url="/login")
     )
@@ -329,7 +342,11 @@ def _page(
     target = _target_of(session) if session is not None else board.active
     read_only = _read_only_of(session) if session is not None else board.read_only
     limit = board.time_limit
+    preview = current_preview(request)  # this admin's own: only their requests use it
     html = _templates.get_template(name).render(
+        preview=preview,
+        preview_minutes=math.ceil(preview.seconds_left() / 60) if preview else None,
+        shared_target=Previews.shared(board)[0] if preview else None,
         target=target,
         production=target == PRODUCTION,
         read_only=read_only,

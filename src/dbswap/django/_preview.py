@@ -32,7 +32,6 @@ from .._preview import (
     Preview,
     Previews,
     check_same_origin,
-    cookie_header_to_clear,
     cookie_options,
 )
 from .._switchboard import Switchboard
@@ -92,8 +91,12 @@ def apply_preview(request: HttpRequest) -> None:
 def finish(request: HttpRequest, response: Any) -> Any:
     """Called by ``DBSwapMiddleware`` with the response: clear a cookie that was ignored."""
     if getattr(request, _CLEAR, False):
-        response["Set-Cookie"] = cookie_header_to_clear(request.is_secure())
+        _clear(response)
     return response
+
+
+def _clear(response: Any) -> None:
+    response.delete_cookie(COOKIE_NAME, path="/", samesite="Strict")
 
 
 def _view(request: HttpRequest) -> HttpResponse:
@@ -128,7 +131,7 @@ def _view(request: HttpRequest) -> HttpResponse:
         response = views._json(previews.stop(cookie, user))
     except AdminError as exc:
         return views._error(exc)
-    response["Set-Cookie"] = cookie_header_to_clear(request.is_secure())
+    _clear(response)
     return response
 
 
