@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -116,8 +116,42 @@ class Forbidden(AdminError):
         super().__init__(message, **extra)
 
 
-def _invalid(message: str) -> AdminError:
-    return AdminError(f"{message}; expected {EXPECTED_BODY}", status=422, code="invalid_body")
+def _invalid(message: str, expected: str = EXPECTED_BODY) -> AdminError:
+    return AdminError(f"{message}; expected {expected}", status=422, code="invalid_body")
+
+
+def json_object(
+    body: bytes, content_type: str | None, expected: str, fields: Collection[str]
+) -> dict[str, Any]:
+    """A JSON object of only ``fields``, or the AdminError that says what is expected."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise AdminError(
+            f"send the body as JSON with Content-Type: application/json; expected {expected}",
+            status=415,
+            code="unsupported_media_type",
+        )
+    if len(body) > MAX_BODY_BYTES:
+        raise AdminError(
+            f"the body is larger than {MAX_BODY_BYTES} bytes; expected {expected}",
+            status=413,
+            code="body_too_large",
+        )
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise AdminError(
+            f"the body is not valid JSON ({_json_error(exc)}); expected {expected}",
+            status=400,
+            code="malformed_json",
+        ) from None
+    if not isinstance(data, dict):
+        raise _invalid(f"the body must be a JSON object, not {_json_type(data)}", expected)
+    unexpected = sorted(str(k) for k in data if k not in fields)
+    if unexpected:
+        names = ", ".join(repr(k[:40]) for k in unexpected[:5])
+        raise _invalid(f"unexpected field(s) {names}", expected)
+    return data
 
 
 @dataclass(frozen=True)
@@ -228,35 +262,7 @@ class AdminCore:
 
     def parse_switch(self, body: bytes, content_type: str | None) -> SwitchRequest:
         """The switch a body asks for, or an AdminError that says what is expected."""
-        media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if media_type != "application/json" and not media_type.endswith("+json"):
-            raise AdminError(
-                f"send the body as JSON with Content-Type: application/json; expected "
-                f"{EXPECTED_BODY}",
-                status=415,
-                code="unsupported_media_type",
-            )
-        if len(body) > MAX_BODY_BYTES:
-            raise AdminError(
-                f"the body is larger than {MAX_BODY_BYTES} bytes; expected {EXPECTED_BODY}",
-                status=413,
-                code="body_too_large",
-            )
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            reason = _json_error(exc)
-            raise AdminError(
-                f"the body is not valid JSON ({reason}); expected {EXPECTED_BODY}",
-                status=400,
-                code="malformed_json",
-            ) from None
-        if not isinstance(data, dict):
-            raise _invalid(f"the body must be a JSON object, not {_json_type(data)}")
-        unexpected = sorted(str(k) for k in data if k not in _FIELDS)
-        if unexpected:
-            names = ", ".join(repr(k[:40]) for k in unexpected[:5])
-            raise _invalid(f"unexpected field(s) {names}")
+        data = json_object(body, content_type, EXPECTED_BODY, _FIELDS)
         if ("useProduction" in data) == ("target" in data):
             raise _invalid("give exactly one of 'useProduction' and 'target'")
         for flag_name in ("useProduction", "readOnly", "ignoreSchema"):

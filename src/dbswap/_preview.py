@@ -44,7 +44,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from . import _testguard
-from ._admin import MAX_BODY_BYTES, MAX_TARGET_CHARS, AdminError, _json_error, _json_type
+from ._admin import MAX_TARGET_CHARS, AdminError, _json_type, json_object
 from ._audit import AuditLog
 from ._csrf import CsrfGuard, CsrfRefused, RequestFacts, shared_key
 from ._engines import check_read_only_possible
@@ -248,33 +248,7 @@ class Previews:
 
     def parse(self, body: bytes, content_type: str | None) -> PreviewRequest:
         """The preview a body asks for, or an AdminError that says what is expected."""
-        media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if media_type != "application/json" and not media_type.endswith("+json"):
-            raise AdminError(
-                "send the body as JSON with Content-Type: application/json; expected "
-                + EXPECTED_BODY,
-                status=415,
-                code="unsupported_media_type",
-            )
-        if len(body) > MAX_BODY_BYTES:
-            raise AdminError(
-                f"the body is larger than {MAX_BODY_BYTES} bytes; expected {EXPECTED_BODY}",
-                status=413,
-                code="body_too_large",
-            )
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            raise AdminError(
-                f"the body is not valid JSON ({_json_error(exc)}); expected {EXPECTED_BODY}",
-                status=400,
-                code="malformed_json",
-            ) from None
-        if not isinstance(data, dict):
-            raise _invalid(f"the body must be a JSON object, not {_json_type(data)}")
-        unexpected = sorted(str(k) for k in data if k not in _FIELDS)
-        if unexpected:
-            raise _invalid(f"unexpected field(s) {', '.join(repr(k[:40]) for k in unexpected[:5])}")
+        data = json_object(body, content_type, EXPECTED_BODY, _FIELDS)
         if "stop" in data:
             if data["stop"] is not True or len(data) > 1:
                 raise _invalid("'stop' must be true, and alone")
