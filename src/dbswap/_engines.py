@@ -235,6 +235,7 @@ class EngineCache:
         options = self._options_for(target) | extra
         options["connect_args"] = _connect_args(url) | options.get("connect_args", {})
         engine = create_async_engine(url, **options)
+        _label_connections(engine.sync_engine, target.name, read_only)
         if read_only:
             _make_read_only(engine.sync_engine, target)
         return engine
@@ -279,6 +280,7 @@ class EngineCache:
             options.setdefault("poolclass", SingletonThreadPool)
         options["connect_args"] = _connect_args(url) | options.get("connect_args", {})
         engine = create_engine(url, **options)
+        _label_connections(engine, target.name, read_only)
         if read_only:
             _make_read_only(engine, target)
         return engine
@@ -444,6 +446,21 @@ def _close_when_given_back(dbapi_connection: Any, record: ConnectionPoolEntry) -
     """Check-in listener of the pools of parked engines: nothing stays open in them."""
     if dbapi_connection is not None:
         record.invalidate()
+
+
+def _label_connections(engine: Engine, target: str, read_only: bool) -> None:
+    """``conn.info["dbswap_target"]`` and ``["dbswap_read_only"]`` for every connection.
+
+    Written once per DBAPI connection, in the pool's ``connect`` event: a pooled
+    connection's ``info`` outlives its checkouts, so ``connect()`` pays nothing,
+    and ``Pool.recreate()`` (parking) keeps the listener.
+    """
+
+    def label(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["dbswap_target"] = target
+        record.info["dbswap_read_only"] = read_only
+
+    event.listen(engine, "connect", label)
 
 
 def _make_read_only(engine: Engine, target: Target) -> None:

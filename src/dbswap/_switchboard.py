@@ -25,8 +25,7 @@ from sqlalchemy import Engine
 
 from . import _testguard
 from ._audit import AuditLog
-from ._conninfo import LabelledEngineCache
-from ._engines import check_read_only_possible, is_async_only
+from ._engines import EngineCache, check_read_only_possible, is_async_only
 from ._errors import (
     ConfigError,
     DBSwapError,
@@ -199,7 +198,7 @@ class Switchboard:
             self._store.on_restored = self._audit.restored
         if not retire_grace >= 0:
             raise ConfigError(f"retire_grace must be >= 0 seconds, not {retire_grace!r}")
-        self._engines = LabelledEngineCache(engine_options, retire_grace, target_options)
+        self._engines = EngineCache(engine_options, retire_grace, target_options)
         self._engines.on_new_epoch = self._drop_fast
         self._callbacks: list[SwitchCallback] = []
         # Switches that end on their own; max_production: every switch to production does.
