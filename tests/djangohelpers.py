@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -93,3 +94,38 @@ def _restore(saved: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+ROWS = {"local": ["local-1"], "production": ["prod-1", "prod-2"]}  # each test starts with these
+
+
+def reset_rows(url: str, rows: list[str]) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM items"))
+            for label in rows:
+                conn.execute(sa.text("INSERT INTO items (label) VALUES (:l)"), {"l": label})
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def django_board(urls: dict[str, str], runtime_dir: Path) -> Iterator[Any]:
+    """A board on ``urls`` (rows reset to ``ROWS``), installed as the project's board."""
+    from django.db import connections
+
+    import dbswap
+    from dbswap.django import MigrationGuard, set_board
+
+    for name, rows in ROWS.items():
+        reset_rows(urls[name], rows)
+    board = dbswap.Switchboard(urls, runtime_dir=runtime_dir)
+    board.schema_guard = MigrationGuard(board.default_target)
+    set_board(board)
+    try:
+        yield board
+    finally:
+        set_board(None)
+        connections.close_all()
+        board.dispose()

@@ -22,13 +22,19 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 import dbswap
 import dbswap.django
 from dbhelpers import labels, tables
-from djangohelpers import PROJECT, create_pg_database, drop_pg_database
+from djangohelpers import (
+    PROJECT,
+    ROWS,
+    create_pg_database,
+    django_board,
+    drop_pg_database,
+    reset_rows,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -38,7 +44,6 @@ SWITCH, STATUS, HISTORY, PAGE = (
     "/api/admin/database/history",
     "/admin/configuration",
 )
-ROWS = {"local": ["local-1"], "production": ["prod-1", "prod-2"]}
 
 
 @pytest.fixture(scope="module")
@@ -46,32 +51,10 @@ def urls(django_urls: dict[str, str]) -> dict[str, str]:
     return django_urls
 
 
-def _reset_rows(url: str, rows: list[str]) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM items"))
-            for label in rows:  # ids from the database, so its sequence stays right
-                conn.execute(sa.text("INSERT INTO items (label) VALUES (:l)"), {"l": label})
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def board(urls: dict[str, str], tmp_path: Path) -> Iterator[dbswap.Switchboard]:
-    from django.db import connections
-
-    from dbswap.django import MigrationGuard, set_board
-
-    for name, rows in ROWS.items():
-        _reset_rows(urls[name], rows)
-    board = dbswap.Switchboard(urls, runtime_dir=tmp_path / "rt")
-    board.schema_guard = MigrationGuard(board.default_target)
-    set_board(board)
-    yield board
-    set_board(None)
-    connections.close_all()
-    board.dispose()
+    with django_board(urls, tmp_path / "rt") as board:
+        yield board
 
 
 def _client(username: str | None = None) -> Any:
@@ -272,7 +255,7 @@ def test_the_production_lock_refuses_switches(urls: dict[str, str], tmp_path: Pa
     # Under the lock the control plane is production: the staff member must exist there.
     carol = User.objects.db_manager("production").create_user("carol", is_staff=True)
     try:
-        _reset_rows(urls["production"], ROWS["production"])
+        reset_rows(urls["production"], ROWS["production"])
         client = _client()
         client.force_login(carol)
         token = _token(client.get(PAGE).content.decode())

@@ -24,43 +24,26 @@ import sqlalchemy as sa
 import dbswap
 import dbswap.django
 from dbhelpers import labels
-from djangohelpers import PROJECT, create_pg_database, drop_pg_database
+from djangohelpers import (
+    PROJECT,
+    ROWS,
+    create_pg_database,
+    django_board,
+    drop_pg_database,
+)
 
 pytestmark = pytest.mark.postgres
 
 SWITCH, PAGE = "/api/admin/database/switch", "/admin/configuration"
-ROWS = {"local": ["local-1"], "production": ["prod-1", "prod-2"]}
 FIXED = ["auth", "sessions", "admin", "contenttypes"]
 COOKIE_SESSIONS = "django.contrib.sessions.backends.signed_cookies"  # one store for all targets
 SAME_ID = 1001
 
 
-def _reset_rows(url: str, rows: list[str]) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM items"))
-            for label in rows:
-                conn.execute(sa.text("INSERT INTO items (label) VALUES (:l)"), {"l": label})
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def board(django_urls: dict[str, str], tmp_path: Path) -> Iterator[dbswap.Switchboard]:
-    from django.db import connections
-
-    from dbswap.django import MigrationGuard, set_board
-
-    for name, rows in ROWS.items():
-        _reset_rows(django_urls[name], rows)
-    board = dbswap.Switchboard(django_urls, runtime_dir=tmp_path / "rt")
-    board.schema_guard = MigrationGuard(board.default_target)
-    set_board(board)
-    yield board
-    set_board(None)
-    connections.close_all()
-    board.dispose()
+    with django_board(django_urls, tmp_path / "rt") as board:
+        yield board
 
 
 @pytest.fixture

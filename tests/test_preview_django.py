@@ -18,18 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 import dbswap
 import dbswap.django
 from dbhelpers import labels
 from dbswap._preview import COOKIE_NAME, Preview, Previews
+from djangohelpers import django_board
 
 pytestmark = pytest.mark.postgres
 
 PREVIEW, STATUS, PAGE = "/api/admin/database/preview", "/api/admin/database", "/admin/configuration"
-ROWS = {"local": ["local-1"], "production": ["prod-1", "prod-2"]}
 
 
 @pytest.fixture(scope="module")
@@ -37,34 +36,10 @@ def urls(django_urls: dict[str, str]) -> dict[str, str]:
     return django_urls
 
 
-def _reset_rows(url: str, rows: list[str]) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text("DELETE FROM items"))
-            for label in rows:
-                conn.execute(sa.text("INSERT INTO items (label) VALUES (:l)"), {"l": label})
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def board(urls: dict[str, str], tmp_path: Path) -> Iterator[dbswap.Switchboard]:
-    from django.db import connections
-
-    from dbswap.django import MigrationGuard, set_board
-
-    for name, rows in ROWS.items():
-        _reset_rows(urls[name], rows)
-    board = dbswap.Switchboard(
-        {k: v for k, v in urls.items() if k != "staging"}, runtime_dir=tmp_path / "rt"
-    )
-    board.schema_guard = MigrationGuard(board.default_target)
-    set_board(board)
-    yield board
-    set_board(None)
-    connections.close_all()
-    board.dispose()
+    with django_board({k: v for k, v in urls.items() if k != "staging"}, tmp_path / "rt") as board:
+        yield board
 
 
 def _client(username: str | None = None) -> Any:
