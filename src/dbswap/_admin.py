@@ -116,6 +116,34 @@ class Forbidden(AdminError):
         super().__init__(message, **extra)
 
 
+def read_only_refusal(target: str, *, previewing: bool) -> AdminError:
+    """A write of an app's request that a read-only target refused: 409, never a 500.
+
+    In a read-only preview the advice is a writable preview, which moves only
+    the admin's own requests; never a writable switch, which would move everybody.
+    """
+    if previewing:
+        advice = (
+            "stop this preview and start a writable one from dbswap's admin page "
+            '(POST /api/admin/database/preview {"target": '
+            f'"{target}", "readOnly": false}}): only your own requests use it'
+        )
+        what = f"your preview of {target!r} is read-only"
+    else:
+        advice = (
+            "an administrator can make it writable from dbswap's admin page, or with "
+            f"`dbswap use {target} --writable`"
+        )
+        what = f"the {target!r} database is in read-only mode"
+    return AdminError(
+        f"{what}: the database refused this write, and nothing was written; to write, {advice}",
+        status=409,
+        code="read_only",
+        target=target,
+        preview=previewing,
+    )
+
+
 def _invalid(message: str, expected: str = EXPECTED_BODY) -> AdminError:
     return AdminError(f"{message}; expected {expected}", status=422, code="invalid_body")
 
