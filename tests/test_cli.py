@@ -87,9 +87,14 @@ def test_use_production_asks_for_confirmation(env: dict[str, str]) -> None:
     for answer in (None, "n\n", "\n"):  # no input at all, a no, the default
         refused = run(env, "use", "production", input=answer)
         assert refused.exit_code == 1
-        assert "Switch the app to PRODUCTION?" in refused.output
+        # The question says where production is (never with a password).
+        assert "Switch the app to PRODUCTION (SQLite file " in refused.output
         assert "not confirmed, nothing changed; pass --yes" in refused.output
         assert json.loads(run(env, "status", "--json").output)["target"] == "local"
+    history = json.loads(run(env, "history", "--json").output)
+    assert [(e["outcome"], e["to"], e["reason"]) for e in history] == [
+        ("refused", "production", "not confirmed (asked before production)")
+    ] * 3  # every refusal has its line, as the runbook says
     confirmed = run(env, "use", "production", input="y\n")
     assert confirmed.exit_code == 0
     assert json.loads(run(env, "status", "--json").output)["target"] == "production"

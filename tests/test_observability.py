@@ -156,10 +156,12 @@ def test_a_dbswap_run_line_is_not_a_switch_record(
     board: dbswap.Switchboard, caplog: pytest.LogCaptureFixture, registry: CollectorRegistry
 ) -> None:
     caplog.set_level(logging.INFO, logger="dbswap")
-    board.record_run("production", "alembic", 0, "alice", 0.5)
+    board.record_run("production", "alembic", "alice")
+    board.record_run("production", "alembic", "alice", exit_code=0, duration=0.5)
     assert switch_records(caplog) == []
-    assert [r.name for r in caplog.records] == ["dbswap.audit"]
-    assert registry.get_sample_value("dbswap_switches_total", {"outcome": "run"}) is None
+    assert [r.name for r in caplog.records] == ["dbswap.audit", "dbswap.audit"]
+    for outcome in ("run-started", "run"):
+        assert registry.get_sample_value("dbswap_switches_total", {"outcome": outcome}) is None
 
 
 # -- spans ---------------------------------------------------------------------------

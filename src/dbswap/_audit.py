@@ -8,6 +8,16 @@ It lives beside the state, not in any switched database, so the trail (and
 whoever reads it) never depends on the database being switched. Each line is
 also sent to the ``dbswap.audit`` logger. Lines are masked before writing.
 
+Every committed generation has exactly one line. A switch writes its line,
+and syncs it to disk, *before* it commits: if the line cannot be written (no
+permission, a directory or a link in its place, a full disk, a file-size
+limit) the switch does not happen. A switcher that dies between its line and
+its commit leaves a line for a generation that never was: the next switch
+finds it and writes an ``uncommitted`` line for it; one that died between a
+commit and its line (older versions, a store that wrote a state back) gets a
+``recovered`` line. A generation is never reused: a state that was lost or
+garbled continues from the trail's last committed generation.
+
 A name or user may hold anything a caller passed (a lone surrogate from a
 badly encoded argument, control characters, megabytes): it is written escaped
 and shortened, and every string read back is made safe again (older lines,
@@ -16,22 +26,26 @@ other hosts' lines), so no reader (the CLI, JSON, HTML) chokes on one.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ._errors import ConfigError
+from ._files import open_file
 from ._masking import mask_text
 from ._state import State, StateStore, utc_now
 
 AUDIT_FILE = "db-switch.log"
-COMMIT_LOOKBACK = 1000  # lines searched for the last commit's own line
+COMMIT_LOOKBACK = 1000  # shared lines asked for first when looking for the last commit
 MAX_NAME_CHARS = 100  # target names and users, as written in a line
 MAX_TEXT_CHARS = 1000  # any other string (reasons)
 _COMMITS = ("ok", "recovered", "restored", "expired")  # outcomes that commit a generation
+UNCOMMITTED = "uncommitted"  # a line written for a generation whose commit never happened
 audit_logger = logging.getLogger("dbswap.audit")
 logger = logging.getLogger("dbswap")
 
@@ -60,9 +74,11 @@ class AuditLog:
         generation: int | None,
         duration_ms: float,
         reason: str | None = None,
+        durable: bool = False,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Write one line; a full or read-only disk is logged, never raised."""
+        """Write one line. ``durable``: synced to disk, and ``OSError`` if it cannot be
+        written (a commit's line); otherwise a full or read-only disk is logged, never raised."""
         entry: dict[str, Any] = {
             "time": utc_now(),
             "user": user,
@@ -80,20 +96,32 @@ class AuditLog:
         entry = {key: self._safe(key, value) for key, value in entry.items()}
         line = json.dumps(entry, sort_keys=True)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # One write() on an O_APPEND descriptor: lines from many processes never interleave.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, (line + "\n").encode("utf-8"))
-            finally:
-                os.close(fd)
+            self._append(line, durable)
         except OSError as exc:
+            if durable:
+                raise
             logger.warning("cannot write the audit log %s (%s)", self.path, exc.strerror)
         if self._shared is not None:
             self._shared.share_audit(line)
         audit_logger.info(line)
         parsed: dict[str, Any] = json.loads(line)
         return parsed
+
+    def _append(self, line: str, durable: bool) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One write() on an O_APPEND descriptor: lines from many processes never interleave.
+        fd = open_file(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # RDWR: pread
+        try:
+            data = (line + "\n").encode("utf-8")
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a line cut short (a full disk): never glue ours to it
+            if os.write(fd, data) != len(data):  # a file-size limit or a full disk, mid-line
+                raise OSError(errno.EFBIG, "the line was cut short (file size limit or full disk)")
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _safe(self, key: str, value: Any) -> Any:
         if not isinstance(value, str):
@@ -113,6 +141,9 @@ class AuditLog:
                 newest_first = _last_lines(self.path, limit)
             except FileNotFoundError:
                 return []
+            except OSError as exc:  # a link planted in its place, no permission
+                why = exc.strerror
+                raise ConfigError(f"cannot read the audit log {self.path}: {why}") from None
         entries = []
         for line in newest_first:
             try:
@@ -124,12 +155,16 @@ class AuditLog:
         return entries
 
     def recover(self, state: State) -> None:
-        """Write the line of a committed switch whose switcher died before writing it.
+        """Make the trail agree with the committed ``state`` (under the switch lock).
 
-        Called under the switch lock, before the next switch: the committed
-        state says what happened, so every generation keeps exactly one line.
+        A switcher that died after its line but before its commit: an
+        ``uncommitted`` line for that generation. One that died after a commit
+        but before its line: a ``recovered`` line, from what the state says.
         """
-        if state.generation > 0 and self._last_committed() != state.generation:
+        last = self.last_committed()
+        if last is not None and last > state.generation:
+            self.void(last, state.target, "its switcher stopped after writing this line")
+        elif state.generation > 0 and last != state.generation:
             self.record(
                 outcome="recovered",
                 user=state.switched_by,
@@ -141,6 +176,18 @@ class AuditLog:
                 switched_at=state.switched_at,
                 read_only=state.read_only,
             )
+
+    def void(self, generation: int, target: str, why: str) -> None:
+        """The line of ``generation`` was written, but that generation was not committed."""
+        self.record(
+            outcome=UNCOMMITTED,
+            user=None,
+            source=None,
+            target=target,
+            generation=generation,
+            duration_ms=0.0,
+            reason=f"generation {generation} was not committed: {why}",
+        )
 
     def restored(self, state: State, reason: str) -> None:
         """Write the line of a state written back to a store that had lost it (Redis).
@@ -159,22 +206,40 @@ class AuditLog:
             read_only=state.read_only,
         )
 
-    def _last_committed(self) -> int | None:
-        """The generation of the newest line that committed one (``_COMMITS``), if any."""
-        shared = self._shared.shared_audit(COMMIT_LOOKBACK) if self._shared is not None else None
-        try:
-            lines = shared if shared is not None else _last_lines(self.path, COMMIT_LOOKBACK)
-        except OSError:
-            return None
-        for line in lines:
-            if not any(f'"outcome": "{outcome}"' in line for outcome in _COMMITS):
-                continue  # most lines are skipped without parsing
+    def last_committed(self) -> int | None:
+        """The newest generation a line says was committed (``_COMMITS``), if any.
+
+        Reads back as far as it must (a commit may lie behind thousands of refusals);
+        a generation an ``uncommitted`` line voids does not count.
+        """
+        voided: set[int] = set()
+        for line in self._committing_lines():
             try:
-                generation = json.loads(line).get("generation")
-            except (ValueError, AttributeError):
+                entry = json.loads(line)
+            except ValueError:
                 continue
-            return generation if isinstance(generation, int) else None
+            generation = entry.get("generation") if isinstance(entry, dict) else None
+            if not isinstance(generation, int) or isinstance(generation, bool):
+                continue
+            if entry.get("outcome") == UNCOMMITTED:
+                voided.add(generation)
+            elif entry.get("outcome") in _COMMITS and generation not in voided:
+                return generation
         return None
+
+    def _committing_lines(self) -> Iterator[str]:
+        """Lines that may commit or void a generation, newest first (most are skipped unparsed)."""
+        wanted = [f'"outcome": "{outcome}"' for outcome in (*_COMMITS, UNCOMMITTED)]
+        shared = self._shared.shared_audit(COMMIT_LOOKBACK) if self._shared is not None else None
+        if shared is not None and len(shared) >= COMMIT_LOOKBACK:
+            shared = self._shared.shared_audit(None) if self._shared is not None else None
+        try:
+            lines = iter(shared) if shared is not None else _lines_backwards(self.path)
+            for line in lines:
+                if any(text in line for text in wanted):
+                    yield line
+        except OSError:
+            return
 
 
 def printable(text: str, limit: int = MAX_TEXT_CHARS) -> str:
@@ -201,20 +266,34 @@ def _readable(value: Any) -> Any:
 
 def _last_lines(path: Path, limit: int | None, block: int = 65536) -> list[str]:
     """The last ``limit`` lines of a file (all if None), newest first, read from its end."""
-    with path.open("rb") as f:
-        if limit is None:
-            return [line.decode("utf-8", "replace") for line in reversed(f.read().splitlines())]
-        position = f.seek(0, os.SEEK_END)
-        blocks: list[bytes] = []
-        newlines = 0
-        while position > 0 and newlines <= limit:  # one more: the first line may be cut
+    if limit == 0:
+        return []
+    lines = []
+    for line in _lines_backwards(path, block):
+        lines.append(line)
+        if limit is not None and len(lines) >= limit:
+            break
+    return lines
+
+
+def _lines_backwards(path: Path, block: int = 65536) -> Iterator[str]:
+    """The lines of a file, newest first, read block by block from its end (no link followed)."""
+    fd = open_file(path, os.O_RDONLY)
+    try:
+        position = os.fstat(fd).st_size
+        rest: bytes | None = None  # the start of a line whose beginning lies in an earlier block
+        while position > 0:
             size = min(block, position)
             position -= size
-            f.seek(position)
-            blocks.append(f.read(size))
-            newlines += blocks[-1].count(b"\n")
-    lines = b"".join(reversed(blocks)).splitlines()
-    if position > 0:
-        lines = lines[1:]  # began mid-line
-    kept = lines[-limit:] if limit else []
-    return [line.decode("utf-8", "replace") for line in reversed(kept)]
+            chunk = os.pread(fd, size, position)
+            if rest is None:  # the file's end: its last newline ends a line, it starts none
+                rest = b""
+                chunk = chunk[:-1] if chunk.endswith(b"\n") else chunk
+            lines = (chunk + rest).split(b"\n")
+            rest = lines[0]
+            for line in reversed(lines[1:]):
+                yield line.decode("utf-8", "replace")
+        if rest is not None:  # the file's first line
+            yield rest.decode("utf-8", "replace")
+    finally:
+        os.close(fd)

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._files import read_file
+
 COOKIE_NAME = "dbswap_csrf"
 HEADER_NAME = "X-CSRF-Token"
 _NONCE = re.compile(r"^[A-Za-z0-9_\-]{32,128}$")
@@ -69,7 +71,7 @@ def shared_key(runtime_dir: Path) -> bytes | None:
     path = runtime_dir / KEY_FILE
     try:
         with contextlib.suppress(FileNotFoundError):
-            key = path.read_bytes()
+            key = read_file(path, 4096)  # never through a planted link (a known key)
             if len(key) >= 32:
                 return key
         runtime_dir.mkdir(parents=True, exist_ok=True)
@@ -81,12 +83,12 @@ def shared_key(runtime_dir: Path) -> bytes | None:
             try:
                 os.link(tmp, path)  # whole or not at all; the first process to get here wins
             except FileExistsError:
-                if len(path.read_bytes()) < 32:  # a truncated leftover: replace it
+                if len(read_file(path, 4096)) < 32:  # a truncated leftover: replace it
                     os.replace(tmp, path)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-        return path.read_bytes()
+        return read_file(path, 4096)
     except OSError as exc:
         logger.warning(
             "cannot keep the CSRF key in %s (%s): each process makes its own, so give every "

@@ -74,7 +74,7 @@ class Observer:
 
     def recorded(self, entry: Mapping[str, Any]) -> None:
         """An audit line was written: log it, annotate the running switch's span, count it."""
-        if entry.get("outcome") in ("run", "preview", "preview-ended"):
+        if entry.get("outcome") in ("run-started", "run", "preview", "preview-ended"):
             return  # not switches: their lines are on dbswap.audit only
         try:
             _log(entry)
@@ -85,6 +85,14 @@ class Observer:
                 self.metrics.recorded(entry)
         except Exception as exc:  # instrumentation must never change what a switch does
             logger.warning("instrumenting a switch failed: %s", type(exc).__name__)
+
+    def committed(self) -> None:
+        """A state was committed (after its audit line): the gauges show it."""
+        if self.metrics is not None:
+            try:
+                self.metrics.refresh()
+            except Exception as exc:  # instrumentation must never change what a switch does
+                logger.warning("instrumenting a switch failed: %s", type(exc).__name__)
 
     def close(self) -> None:
         if self.metrics is not None:

@@ -41,6 +41,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ._errors import ConfigError, DBSwapError, SwitchLocked
+from ._files import read_file
 from ._masking import mask_text, mask_url
 from ._state import MAX_STATE_BYTES, STATE_MODE, Signal, State, StateUnreadable, _lock_reason
 
@@ -619,8 +620,7 @@ def _read_host_cache(path: Path | None, prefix: str) -> State | None:
     if path is None:
         return None
     try:
-        with open(path, "rb") as f:
-            saved = json.loads(f.read(MAX_STATE_BYTES + 1))
+        saved = json.loads(read_file(path, MAX_STATE_BYTES + 1))  # never through a link
         if saved.get("prefix") != prefix:
             return None  # another fleet's state in the same directory
         return State.from_json(json.dumps(saved["state"]))

@@ -37,6 +37,7 @@ else:
     import fcntl
 
 from ._errors import SwitchLocked
+from ._files import NOT_A_LINK, link_refused, open_file, read_file
 
 logger = logging.getLogger("dbswap")
 
@@ -206,7 +207,7 @@ class GenerationCounter:
     SIZE = 8
 
     def __init__(self, path: Path) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_file(path, os.O_RDWR | os.O_CREAT)
         try:
             if os.fstat(fd).st_size < self.SIZE:
                 os.ftruncate(fd, self.SIZE)  # zeros; two racing creators both leave zeros
@@ -245,6 +246,7 @@ class FileStateStore:
         self._staged: tuple[State, str] | None = None  # a state and its fsynced temporary file
         self._trouble: str | None = None  # why the state last read could not be used
         self._lock_notice: int | None = None  # descriptor of our flocked lock notice
+        self._counter_refused = False  # the counter is a planted link (said once)
 
     def describe(self) -> str:
         return str(self.path)
@@ -271,7 +273,7 @@ class FileStateStore:
         if sys.platform == "win32" or self._lock_notice is not None:  # pragma: no cover
             return
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.runtime_dir / LOCK_NOTICE_FILE, os.O_RDWR | os.O_CREAT, STATE_MODE)
+        fd = open_file(self.runtime_dir / LOCK_NOTICE_FILE, os.O_RDWR | os.O_CREAT, STATE_MODE)
         fcntl.flock(fd, fcntl.LOCK_SH)  # shared: every locked process holds it at once
         notice = json.dumps({"reason": reason, "pid": os.getpid(), "host": _host()})
         os.ftruncate(fd, 0)
@@ -282,9 +284,11 @@ class FileStateStore:
         if sys.platform == "win32":  # pragma: no cover
             return None
         try:
-            fd = os.open(self.runtime_dir / LOCK_NOTICE_FILE, os.O_RDONLY)
-        except OSError:
+            fd = open_file(self.runtime_dir / LOCK_NOTICE_FILE, os.O_RDONLY)
+        except FileNotFoundError:
             return None
+        except OSError as exc:  # a planted link, no permission: nobody may switch on a guess
+            return f"an unreadable production-lock notice ({exc.strerror})"
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -318,8 +322,11 @@ class FileStateStore:
         try:
             self.runtime_dir.mkdir(parents=True, exist_ok=True)
             self._counter = GenerationCounter(self.runtime_dir / COUNTER_FILE)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
             self._counter_retry = now + REVALIDATE
+            if isinstance(exc, OSError) and exc.errno == errno.ELOOP and not self._counter_refused:
+                self._counter_refused = True  # loud once: every session now stat()s the file
+                logger.error("cannot use %s: %s", self.runtime_dir / COUNTER_FILE, exc.strerror)
         return self._counter
 
     def _stat_current(self) -> State | None:
@@ -342,11 +349,7 @@ class FileStateStore:
 
     def read(self) -> State | None:
         if self.path.is_symlink():  # replace() would swap the link for a file: refuse
-            raise OSError(
-                errno.ELOOP,
-                "it is a symbolic link, which an atomic write would replace; point "
-                "DBSWAP_RUNTIME_DIR at the real directory",
-            )
+            raise link_refused(self.path)
         self._remove_orphans()  # under the lock: no other writer is staging now
         self._snapshot = (None, None)  # force a fresh parse
         self._fast = (None, 0.0, None)
@@ -368,12 +371,12 @@ class FileStateStore:
 
     def _parse(self, identity: tuple[int, int, int, int]) -> State | None:
         try:
-            with open(self.path, "rb") as f:
-                data = f.read(MAX_STATE_BYTES + 1)
+            data = read_file(self.path, MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self._warn_once(identity, f"cannot read it ({exc.strerror or type(exc).__name__})")
+            why = NOT_A_LINK if exc.errno == errno.ELOOP else exc.strerror
+            self._warn_once(identity, f"cannot read it ({why or type(exc).__name__})")
             return None
         try:
             if len(data) > MAX_STATE_BYTES:
@@ -479,7 +482,7 @@ def _process_lock(path: Path, timeout: float) -> Iterator[None]:
         finally:
             lock.release()
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_file(path, os.O_RDWR | os.O_CREAT)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -153,8 +153,19 @@ class Switchboard:
         )  # (target, read-only)
         self._open_blocks = 0
         self._blocks_lock = threading.Lock()
-        # Targets a board must never use (under pytest, production: see _testguard).
+        # Under a test run, a board off the tests' own runtime dirs is kept off the shared
+        # state and refuses production (see _testguard), however it was built.
+        guard = _testguard.current()
+        own_dir = guard.replacement(Path(runtime_dir).absolute()) if guard is not None else None
         self._forbidden = frozenset[str]()
+        if guard is not None and own_dir is not None:
+            runtime_dir = own_dir
+            if store is not None:
+                store.close()  # it names the shared state
+                store = None
+            self._forbidden = guard.forbidden() & set(self._targets)
+            if production_lock and PRODUCTION in self._forbidden:
+                raise ConfigError(_testguard.refusal(PRODUCTION) + " (DBSWAP_ENV=production)")
         unknown_options = sorted(set(target_options or ()) - set(self._targets))
         if unknown_options:
             raise ConfigError(
@@ -267,14 +278,9 @@ class Switchboard:
         }
         options.update(overrides)
         targets = discover_targets(env, base / sqlite_dir if sqlite_dir is not None else base)
-        forbidden = frozenset[str]()
         guard = _testguard.current()
-        own_dir = guard.replacement(options["runtime_dir"]) if guard is not None else None
-        if guard is not None and own_dir is not None and "runtime_dir" not in overrides:
-            options["runtime_dir"], redis_state = own_dir, False  # off the shared state
-            forbidden = guard.forbidden()
-            if options["production_lock"] and PRODUCTION in forbidden:
-                raise ConfigError(_testguard.refusal(PRODUCTION) + " (DBSWAP_ENV=production)")
+        if guard is not None and guard.replacement(Path(options["runtime_dir"]).absolute()):
+            redis_state = False  # a test run: the board gets the run's own runtime dir
         if not redis_state or "store" in options:
             board = cls(targets, **options)
         else:
@@ -288,7 +294,6 @@ class Switchboard:
             except BaseException:
                 store.close()
                 raise
-        board._forbidden = forbidden & set(targets)
         configure_from_env(board, env)  # DBSWAP_METRICS, DBSWAP_TRACING
         return board
 
@@ -772,8 +777,9 @@ class Switchboard:
         previous, previous_read_only = self._observe(state)
         audit.source = previous
         generation = state.generation if state is not None else 0
-        if unreadable and (kept := self._store.current()) is not None:
-            generation = kept.generation  # a store that kept its last state (Redis) goes on from it
+        if state is None:  # lost or garbled: never reuse a generation (the trail knows them)
+            kept = self._store.current()  # a store that kept its last state (Redis)
+            generation = max(kept.generation if kept else 0, self._audit.last_committed() or 0)
         expires_at, return_to = self._timebox.plan(box, state, previous, name, audit)
         if (
             not unreadable
@@ -806,7 +812,7 @@ class Switchboard:
                 audit.write("refused", generation, str(mismatch))
                 raise mismatch
             if drain_timeout is None:
-                self._commit(new_state)
+                self._commit_audited(new_state, audit)
             else:
                 self._drain_and_commit(new_state, previous, drain_timeout, audit)
         except BaseException:
@@ -827,13 +833,27 @@ class Switchboard:
             expires_at,
             return_to,
         )
-        audit.write("ok", new_state.generation, None)
         self._run_callbacks(result)
         return result
+
+    def _commit_audited(self, state: State, audit: _AuditCall) -> None:
+        """Write the switch's line, synced, then commit: no generation without its line."""
+        try:
+            audit.write("ok", state.generation, None, durable=True)
+        except OSError as exc:
+            reason = f"cannot write the audit log {self._audit.path}: {exc.strerror}"
+            audit.write("failed", state.generation - 1, reason)  # to the loggers, at least
+            raise ConfigError(f"{reason}; nothing was switched") from None
+        try:
+            self._commit(state)
+        except BaseException:
+            self._audit.void(state.generation, state.target, "its commit failed")
+            raise
 
     def _commit(self, state: State) -> None:
         self._store.write(state)
         self._observe(state)
+        self._observer.committed()  # the gauges: the line came first, the state now
 
     def _drain_and_commit(
         self,
@@ -853,7 +873,7 @@ class Switchboard:
             if in_flight:
                 audit.write("failed", state.generation - 1, f"drain timed out ({in_flight} busy)")
                 raise DrainTimeout(state.target, in_flight, drain_timeout)
-            self._commit(state)
+            self._commit_audited(state, audit)
         finally:
             self._gate = None
             gate.set()
@@ -870,11 +890,18 @@ class Switchboard:
                 )
 
     def record_run(
-        self, target: str, command: str, exit_code: int, user: str | None, duration: float
+        self,
+        target: str,
+        command: str,
+        user: str | None,
+        *,
+        exit_code: int | None = None,
+        duration: float = 0.0,
     ) -> None:
-        """Audit a command run pinned to ``target`` (``dbswap run``): who, what, how it ended."""
+        """Audit a command run pinned to ``target`` (``dbswap run``): a ``run-started`` line
+        when it starts (``exit_code`` None), a ``run`` line with its exit code when it ends."""
         self._audit.record(
-            outcome="run",
+            outcome="run-started" if exit_code is None else "run",
             user=user,
             source=self.active,
             target=target,
@@ -882,6 +909,20 @@ class Switchboard:
             duration_ms=duration * 1000,
             command=command,
             exit_code=exit_code,
+        )
+
+    def record_refusal(self, target: str, user: str | None, reason: str, **extra: Any) -> None:
+        """Audit an attempt refused before it reached ``use()`` (the CLI's unconfirmed
+        switch to production, say): every refusal has its line."""
+        self._audit.record(
+            outcome="refused",
+            user=user,
+            source=self.active,
+            target=target,
+            generation=None,
+            duration_ms=0.0,
+            reason=reason,
+            **extra,
         )
 
     # -- health --------------------------------------------------------------
@@ -972,7 +1013,9 @@ class _AuditCall:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
-    def write(self, outcome: str, generation: int | None, reason: str | None) -> None:
+    def write(
+        self, outcome: str, generation: int | None, reason: str | None, durable: bool = False
+    ) -> None:
         self.log.record(
             outcome=outcome,
             user=self.user,
@@ -981,6 +1024,7 @@ class _AuditCall:
             generation=generation,
             duration_ms=self.elapsed * 1000,
             reason=reason,
+            durable=durable,
             **self.extra,
         )
 

@@ -16,6 +16,12 @@ stays where it is, logs an error and says so (``board.time_limit.problem``,
 ``dbswap status``, the admin page); one thread tries again in the background
 at most every ``RETRY_SECONDS``, so no session waits for a retry.
 
+The end never waits for the switch lock: when another switch holds it (a slow
+health check, perhaps for minutes), the process checks the return target
+itself and serves it at once, as the state says it must, and one thread
+commits the return (or finds it made) when the lock frees. A return to
+production carries ``DBSWAP_MAX_PRODUCTION`` like any switch to production.
+
 Not to be confused with ``_expiry.py``, which expires fast pins.
 """
 
@@ -26,10 +32,9 @@ import logging
 import math
 import os
 import re
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -48,9 +53,10 @@ MIN_SECONDS = 1.0
 MAX_SECONDS = 7 * 24 * 3600.0
 RETRY_SECONDS = 5.0  # a failed return is tried again at most this often (per process)
 RETURN_TIMEOUT = 3.0  # the return's health check, as use()'s default
-LOCK_WAIT = RETURN_TIMEOUT + 2.0  # for a peer's return (or switch) to finish
-# On an event loop, briefly: a switch holding the lock may need that loop for its own check.
-LOOP_LOCK_WAIT = 0.5
+LOCK_WAIT = RETURN_TIMEOUT + 2.0  # a background commit's wait for the lock (then again)
+# The first session after the end waits this long for the lock, no more: then it serves
+# the return target unlocked (a switch holding the lock may even need this event loop).
+RETURN_LOCK_WAIT = 0.1
 # The _expiry thread drops a fast pin up to one tick after its deadline, later on a starved
 # machine: fast pins end a whole second before the limit (sessions then check the clock).
 PIN_MARGIN = REVALIDATE / TICKS_PER_PERIOD + 0.75
@@ -139,7 +145,9 @@ class Timebox:
         self._ends: tuple[State | None, float] = (None, math.inf)  # a state and its end, parsed
         self._failure: tuple[int, str] | None = None  # (generation, why) of a failed return
         self._retry_at = 0.0  # monotonic: no new attempt for that generation before
-        self._retrying = threading.Lock()  # one background retry at a time
+        self._retrying = threading.Lock()  # one background retry (or commit) at a time
+        # (an ended state, what this process serves for it until its return is committed)
+        self._meanwhile: tuple[State, State] | None = None
         self._pid = os.getpid()  # a child forked during a retry starts with a free lock
         self._holding = threading.local()  # .on: this thread holds the switch lock
 
@@ -167,6 +175,12 @@ class Timebox:
         if back == name:
             raise ConfigError(f"the return target {back!r} is the target itself: name another")
         return Request(seconds, back, capped)
+
+    def return_limit(self, name: str) -> float | None:
+        """The time limit a return to ``name`` carries (``DBSWAP_MAX_PRODUCTION``), if any."""
+        from ._switchboard import PRODUCTION
+
+        return self.max_production if name == PRODUCTION else None
 
     def plan(
         self, request: Request, state: State | None, previous: str, name: str, audit: _AuditCall
@@ -229,6 +243,10 @@ class Timebox:
         """``state``, or, once its time limit has ended, the state after the return."""
         if time.time() < self.ends(state) or getattr(self._holding, "on", False):
             return state
+        meanwhile = self._meanwhile
+        if meanwhile is not None and meanwhile[0] is state:
+            self._commit_later(state)  # (started already, unless a retry ran meanwhile)
+            return meanwhile[1]  # the return is served; its commit waits for the lock
         failure = self._failure
         if failure is not None and failure[0] == state.generation:
             self._retry_later(state)
@@ -263,19 +281,24 @@ class Timebox:
         """Try the failed return again, in the background, if it is time (one thread at a time)."""
         if self._pid != os.getpid():
             self._pid, self._retrying = os.getpid(), threading.Lock()
-        if time.monotonic() < self._retry_at or not self._retrying.acquire(blocking=False):
+        if time.monotonic() < self._retry_at or self._retrying.locked():
             return
         self._retry_at = time.monotonic() + RETRY_SECONDS  # not twice while this one runs
+        self._in_background(lambda: self._return(state, retry=True), "dbswap-timebox-return")
 
-        def retry() -> None:
+    def _in_background(self, work: Callable[[], object], name: str) -> None:
+        """Run ``work`` in a daemon thread, one at a time (a later session tries if busy)."""
+        if not self._retrying.acquire(blocking=False):
+            return
+
+        def run() -> None:
             try:
-                self._return(state, retry=True)
+                work()
             finally:
                 self._retrying.release()
 
-        thread = threading.Thread(target=retry, name="dbswap-timebox-return", daemon=True)
         try:
-            thread.start()
+            threading.Thread(target=run, name=name, daemon=True).start()
         except RuntimeError:  # interpreter shutdown, a thread limit: a later session tries
             self._retrying.release()
 
@@ -283,7 +306,7 @@ class Timebox:
         board = self._board
         started = time.perf_counter()
         try:
-            with self.lock(LOCK_WAIT if retry else _lock_wait()):
+            with self.lock(LOCK_WAIT if retry else RETURN_LOCK_WAIT):
                 state = board._store.read()
                 if state is None or time.time() < self.ends(state):
                     board._observe(state)  # returned, extended or cancelled meanwhile
@@ -292,9 +315,67 @@ class Timebox:
                 if not retry and failure is not None and failure[0] == state.generation:
                     return state  # another thread of this process has just tried
                 return self._switch_back(state, started)
+        except SwitchLocked as exc:
+            if exc.locked or retry:  # a production lock; or a retry that found it busy
+                self._failed(seen, exc)
+                return seen
+            return self._serve_meanwhile(seen)  # a switch holds the lock: do not wait for it
         except Exception as exc:
             self._failed(seen, exc)
             return seen
+
+    def _serve_meanwhile(self, ended: State) -> State:
+        """Serve the return target of ``ended`` now, checked, and commit the return later.
+
+        The switch lock only orders commits: what the state means once its time
+        limit has ended (its return target) needs no lock to be served.
+        """
+        board = self._board
+        try:
+            name = self._return_target(ended)
+            read_only = board._default_read_only(name)
+            health = board._check(board.targets[name], RETURN_TIMEOUT, True, read_only)
+            if not health.ok:
+                raise TargetUnavailable(name, health.error or "health check failed")
+            if health.schema_ok is False and board.schema_guard is not None:
+                expected = health.expected_revisions or ()
+                raise board.schema_guard.mismatch(name, health.revisions or (), expected)
+        except Exception as exc:
+            self._failed(ended, exc)
+            return ended
+        served = State(name, ended.generation, ended.expires_at, RETURNED_BY, read_only)
+        self._meanwhile = (ended, served)
+        logger.warning(
+            "the time limit of the switch to %r ended at %s while another switch holds the "
+            "lock: serving %r now; the return is committed when the lock frees",
+            ended.target,
+            ended.expires_at,
+            name,
+        )
+        self._commit_later(ended)
+        return served
+
+    def _commit_later(self, ended: State) -> None:
+        self._in_background(lambda: self._commit_meanwhile(ended), "dbswap-timebox-commit")
+
+    def _commit_meanwhile(self, ended: State) -> None:
+        """Wait for the lock (as long as it takes), then commit the return or find it made."""
+        board = self._board
+        while self._meanwhile is not None and self._meanwhile[0] is ended:
+            try:
+                with self.lock(LOCK_WAIT):
+                    state = board._store.read()
+                    if state is not None and state.generation == ended.generation:
+                        self._switch_back(state, time.perf_counter())
+                    else:
+                        board._observe(state)  # a peer returned, or a switch moved on
+            except SwitchLocked as exc:
+                if not exc.locked:
+                    continue  # still busy: wait again
+                self._failed(ended, exc)
+            except Exception as exc:
+                self._failed(ended, exc)
+            self._meanwhile = None
 
     def _switch_back(self, state: State, started: float) -> State:
         """Under the lock: check the return target, commit, audit ``expired``."""
@@ -306,13 +387,16 @@ class Timebox:
             raise SwitchLocked(f"{holder} locks the target to 'production'", locked=True)
         board._audit.recover(state)  # a switcher killed between its commit and its line
         board._observe(state)
-        name = state.return_to or board.default_target
-        if name not in board.targets:
-            raise UnknownTarget(name, board.targets)
-        if name in board._forbidden:
-            raise ConfigError(_testguard.refusal(name))
+        name = self._return_target(state)
         read_only = board._default_read_only(name)
-        new_state = State(name, state.generation + 1, utc_now(), RETURNED_BY, read_only)
+        limit = self.return_limit(name)  # a return to production is capped like a switch
+        expires_at = return_to = None
+        if limit is not None:
+            expires_at = utc_text(datetime.now(timezone.utc) + timedelta(seconds=limit))
+            return_to = state.target
+        new_state = State(
+            name, state.generation + 1, utc_now(), RETURNED_BY, read_only, expires_at, return_to
+        )
         board._engines.activate(name, read_only)  # as use(): the checked connection stays pooled
         try:
             health = board._check(
@@ -328,7 +412,34 @@ class Timebox:
             if health.schema_ok is False and board.schema_guard is not None:
                 expected = health.expected_revisions or ()
                 raise board.schema_guard.mismatch(name, health.revisions or (), expected)
-            board._commit(new_state)
+            elapsed = time.perf_counter() - started
+            capped: dict[str, Any] = {}
+            if limit is not None:
+                capped = {
+                    "timebox": "set",
+                    "for_seconds": limit,
+                    "expires_at": expires_at,
+                    "return_to": return_to,
+                    "capped": f"capped to {format_duration(limit)} by DBSWAP_MAX_PRODUCTION",
+                }
+            board._audit.record(  # before the commit, synced: no generation without its line
+                outcome="expired",
+                user=state.switched_by,
+                source=state.target,
+                target=name,
+                generation=new_state.generation,
+                duration_ms=elapsed * 1000,
+                reason=f"the time limit ended at {state.expires_at}",
+                durable=True,
+                read_only=read_only,
+                expired_at=state.expires_at,
+                **capped,
+            )
+            try:
+                board._commit(new_state)
+            except BaseException:
+                board._audit.void(new_state.generation, name, "its commit failed")
+                raise
         except BaseException:
             store.unstage()
             if name != board._seen[1]:
@@ -336,19 +447,7 @@ class Timebox:
             elif read_only != board._seen[2]:
                 board._engines.release(name, read_only)
             raise
-        elapsed = time.perf_counter() - started
         self._failure = None
-        board._audit.record(
-            outcome="expired",
-            user=state.switched_by,
-            source=state.target,
-            target=name,
-            generation=new_state.generation,
-            duration_ms=elapsed * 1000,
-            reason=f"the time limit ended at {state.expires_at}",
-            read_only=read_only,
-            expired_at=state.expires_at,
-        )
         logger.info(
             "the time limit of the switch to %r ended at %s: returned to %r (generation %d)",
             state.target,
@@ -357,10 +456,27 @@ class Timebox:
             new_state.generation,
         )
         result = SwitchResult(
-            state.target, name, new_state.generation, elapsed, True, state.switched_by, read_only
+            state.target,
+            name,
+            new_state.generation,
+            elapsed,
+            True,
+            state.switched_by,
+            read_only,
+            expires_at,
+            return_to,
         )
         board._run_callbacks(result)
         return new_state
+
+    def _return_target(self, state: State) -> str:
+        board = self._board
+        name = state.return_to or board.default_target
+        if name not in board.targets:
+            raise UnknownTarget(name, board.targets)
+        if name in board._forbidden:
+            raise ConfigError(_testguard.refusal(name))
+        return name
 
     def _failed(self, state: State, exc: BaseException) -> None:
         reason = exc.reason if isinstance(exc, TargetUnavailable) else str(exc)
@@ -377,17 +493,6 @@ class Timebox:
             state.target,
             RETRY_SECONDS,
         )
-
-
-def _lock_wait() -> float:
-    asyncio = sys.modules.get("asyncio")  # not imported: no event loop can be running
-    if asyncio is not None:
-        try:
-            asyncio.get_running_loop()
-            return LOOP_LOCK_WAIT
-        except RuntimeError:
-            pass
-    return LOCK_WAIT
 
 
 def describe(limit: TimeLimit) -> str:

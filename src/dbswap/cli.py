@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -299,13 +300,14 @@ def use(
         raise Misconfigured("--no-limit cannot go with --for or --then")
     board = _board(ctx)
     name = name.strip().lower()
-    if name == PRODUCTION and name != board.active and not yes:
-        lasting = f" for {format_duration(for_)}" if for_ is not None else ""
-        _confirm(f"Switch the app to PRODUCTION{lasting}?")
+    user = user or _default_user()
+    question = None if yes else _production_question(board, name, then, for_)
+    if question is not None:
+        _confirm(question, lambda: board.record_refusal(name, user, NOT_CONFIRMED))
     with _errors():
         result = board.use(
             name,
-            user=user or _default_user(),
+            user=user,
             timeout=timeout,
             read_only=read_only,
             ignore_schema=ignore_schema,
@@ -358,29 +360,19 @@ def check(ctx: click.Context, timeout: float, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def history(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """Show the last switch attempts, newest first."""
-    entries = _board(ctx).history(limit)
+    """Show the last switch attempts, newest first (and dbswap run's commands)."""
+    with _errors():
+        entries = _board(ctx).history(limit)
 
     def text() -> str:
         if not entries:
             return "no switch recorded yet"
+        rows = [_history_row(e) for e in entries]
+        widths = [max(len(row[column]) for row in rows) for column in range(5)]
         lines = []
-        for e in entries:
-            gen = e.get("generation")
-            gen_text = "-" if gen is None else gen
-            line = (
-                f"{e.get('time', '?')}  {e.get('outcome', '?'):<7} "
-                f"{e.get('from') or '-'} -> {e.get('to') or '-'}  gen {gen_text}"
-                f"  by {e.get('user') or '-'}"
-            )
-            if e.get("reason"):
-                line += f"  ({e['reason']})"
-            if e.get("timebox") == "cancelled":
-                line += "  [time limit cancelled]"
-            elif e.get("timebox"):
-                line += f"  [{e['timebox']}: until {e.get('expires_at')}, then {e.get('return_to')}"
-                line += f"; {e['capped']}]" if e.get("capped") else "]"
-            lines.append(line)
+        for row in rows:
+            cells = (cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True))
+            lines.append("  ".join(cells).rstrip() + (f"  {row[5]}" if row[5] else ""))
         return "\n".join(lines)
 
     _emit(entries, as_json, text)
@@ -421,13 +413,24 @@ def run(
                 f"DBSWAP_ENV=production locks this environment to 'production'; cannot run "
                 f"against {target!r}"
             )
+    user = user or _default_user()
+    program = os.path.basename(command[0])
     if target == PRODUCTION and not yes:
-        _confirm(f"Run {command[0]!r} against PRODUCTION?")
+        _confirm(
+            f"Run {command[0]!r} against PRODUCTION ({_where(board, target)})?",
+            lambda: board.record_refusal(target, user, NOT_CONFIRMED, command=program),
+        )
     started = time.perf_counter()
+    board.record_run(target, program, user)  # before it starts: a killed wrapper leaves a line
     try:
-        child = subprocess.Popen(command, env=pinned_environment(target))
+        child = subprocess.Popen(
+            command, env=pinned_environment(target), preexec_fn=_ends_with_its_parent()
+        )
     except OSError as exc:
+        board.record_run(target, program, user, exit_code=127)
         raise CommandNotRun(f"cannot run {command[0]!r}: {exc.strerror}") from None
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # asked to stop: the child stops first
+        signal.signal(stop, lambda number, frame: child.send_signal(number))
     while True:
         try:
             code = child.wait()
@@ -435,14 +438,53 @@ def run(
         except KeyboardInterrupt:  # the child got the same Ctrl+C: let it finish first
             continue
     code = code if code >= 0 else 128 - code  # killed by a signal: as a shell reports it
-    board.record_run(
-        target,
-        os.path.basename(command[0]),
-        code,
-        user or _default_user(),
-        time.perf_counter() - started,
-    )
+    board.record_run(target, program, user, exit_code=code, duration=time.perf_counter() - started)
     ctx.exit(code)
+
+
+def _ends_with_its_parent() -> Callable[[], None] | None:
+    """For ``Popen(preexec_fn=...)``: the child gets SIGTERM when ``dbswap run`` dies, even
+    by SIGKILL (Linux's parent-death signal), so no pinned command outlives its audit."""
+    if not sys.platform.startswith("linux"):
+        return None  # elsewhere a killed wrapper leaves its child running
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child only calls it
+    parent = os.getpid()
+
+    def end_with_parent() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the wrapper died before that: so does its child
+            os._exit(128 + signal.SIGTERM)
+
+    return end_with_parent
+
+
+def _history_row(e: dict[str, Any]) -> tuple[str, str, str, str, str, str]:
+    """One audit entry as aligned columns: time, outcome, route, generation, user, details."""
+    gen = e.get("generation")
+    details = []
+    if e.get("outcome") in ("run-started", "run"):
+        code = e.get("exit_code")
+        ended = "running, or its wrapper was killed" if code is None else f"exit {code}"
+        details.append(f"$ {e.get('command') or '?'} ({ended})")
+    if e.get("reason"):
+        details.append(f"({e['reason']})")
+    if e.get("timebox") == "cancelled":
+        details.append("[time limit cancelled]")
+    elif e.get("timebox"):
+        capped = f"; {e['capped']}" if e.get("capped") else ""
+        details.append(
+            f"[{e['timebox']}: until {e.get('expires_at')}, then {e.get('return_to')}{capped}]"
+        )
+    return (
+        str(e.get("time", "?")),
+        str(e.get("outcome", "?")),
+        f"{e.get('from') or '-'} -> {e.get('to') or '-'}",
+        f"gen {'-' if gen is None else gen}",
+        f"by {e.get('user') or '-'}",
+        "  ".join(details),
+    )
 
 
 def board_commands(board: BoardSource, *, name: str = "dbswap") -> click.Group:
@@ -467,12 +509,46 @@ def board_commands(board: BoardSource, *, name: str = "dbswap") -> click.Group:
     )
 
 
-def _confirm(question: str) -> None:
+NOT_CONFIRMED = "not confirmed (asked before production)"
+
+
+def _production_question(
+    board: Switchboard, name: str, then: str | None, for_: float | None
+) -> str | None:
+    """What to ask before a switch that leads to production (now, or when a limit ends)."""
+    limit = board._timebox.max_production
+    capped = f", at most {format_duration(limit)} (DBSWAP_MAX_PRODUCTION)" if limit else ""
+    if name == PRODUCTION and name != board.active:
+        lasting = f" for {format_duration(for_)}" if for_ is not None else capped
+        return f"Switch the app to PRODUCTION ({_where(board, PRODUCTION)}){lasting}?"
+    if then is not None and then.strip().lower() == PRODUCTION and for_ is not None:
+        return (
+            f"Switch the app to {name} for {format_duration(for_)}, then to PRODUCTION "
+            f"({_where(board, PRODUCTION)}){capped}?"
+        )
+    return None
+
+
+def _where(board: Switchboard, name: str) -> str:
+    """Where a target's database is, for people: host and database (never a password)."""
+    target = board.targets.get(name)
+    if target is None:
+        return "not configured"
+    url = target.sa_url
+    if target.is_sqlite:
+        return f"SQLite file {url.database}"
+    host = f"{url.host}:{url.port}" if url.port else str(url.host)
+    return f"{host}/{url.database}" if url.database else host
+
+
+def _confirm(question: str, refused: Callable[[], None]) -> None:
+    """Ask; a refusal (or no answer) is audited (``refused``) and changes nothing."""
     try:
         confirmed = click.confirm(question, default=False)
     except click.Abort:  # no answer (no terminal, end of input)
         confirmed = False
     if not confirmed:
+        refused()
         raise Failed("not confirmed, nothing changed; pass --yes to go ahead without asking")
 
 

@@ -10,24 +10,27 @@ Installed with dbswap (entry point ``pytest11``), it gives:
 - ``dbswap_urls``: override this fixture to give the board your own targets.
 - ``forced_target(board, name)``: a context manager that switches for a block
   and switches back.
-- A guard for the whole run: boards built from the environment
-  (``Switchboard.from_env()``, and so the Flask and Django adapters' defaults)
-  never follow the developer's shared state (their dev server may be switched
-  to production): outside the tests' temporary directories they get a runtime
-  dir of the session's own, start on the default target, and refuse production
-  targets unless pytest runs with ``--dbswap-allow-production``. A test marked
+- A guard for the whole run, installed before pytest imports any conftest
+  (and so before the app modules they import build their boards), and passed
+  to every process the tests start (``subprocess``, the app's CLI,
+  ``manage.py``, pytest-xdist workers) through the environment: every board
+  whose runtime dir is not inside the run's temporary directories, however it
+  was built, gets a runtime dir of the run's own instead of the developer's
+  shared state (their dev server may be switched to production), starts on
+  the default target, and refuses production targets unless pytest runs with
+  ``--dbswap-allow-production``. A test marked
   ``@pytest.mark.dbswap_shared_state`` asks for the shared state.
 
 It loads in every pytest run of a venv where dbswap is installed, so it
-imports nothing of dbswap (nor SQLAlchemy) until a test asks for a fixture:
-a run that does not use it cannot be broken by it.
+imports nothing of dbswap but the guard (nor SQLAlchemy) until a test asks
+for a fixture: a run that does not use it cannot be broken by it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,18 +41,38 @@ import pytest
 if TYPE_CHECKING:
     from ._switchboard import Switchboard
 
+_PREVIOUS = pytest.StashKey["str | None"]()  # DBSWAP_TEST_GUARD before this run set it
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("dbswap").addoption(
         "--dbswap-allow-production",
         action="store_true",
-        help="let boards built from the environment use a target named production",
+        help="let boards of this run (and of processes it starts) use a target named production",
     )
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    from ._testguard import Guard, install
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Guard the run before pytest imports any conftest (and the app modules they import)."""
+    from ._testguard import ENVIRONMENT, protect
 
+    options = early_config.known_args_namespace
+    early_config.stash[_PREVIOUS] = os.environ.get(ENVIRONMENT)
+    protect(allow_production=bool(getattr(options, "dbswap_allow_production", False)))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's tmp_path plugin is configured
+def pytest_configure(config: pytest.Config) -> None:
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None and _PREVIOUS in config.stash:
+        from ._testguard import current, protect
+
+        # This run's tmp_path directories (xdist workers' are inside): the runtime
+        # dirs tests make there are theirs, in this process and the ones it starts.
+        guard = current()
+        allow = guard.allow_production if guard is not None else False
+        protect(allow_production=allow, roots=(factory.getbasetemp(),))
     config.addinivalue_line(
         "markers", "dbswap_target(name): start the test with the dbswap_board on target NAME"
     )
@@ -57,21 +80,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "dbswap_shared_state: boards from the environment follow the shared state"
     )
 
-    def test_roots() -> tuple[Path, ...]:  # pytest's temporary directory, made on demand
-        factory = getattr(config, "_tmp_path_factory", None)
-        return (factory.getbasetemp(),) if factory is not None else ()
-
-    own = Path(tempfile.mkdtemp(prefix="dbswap-pytest-"))
-    allow = bool(config.getoption("dbswap_allow_production", False))
-    install(Guard(own / "runtime", test_roots, allow_production=allow))
-
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    from ._testguard import current, install
+    if _PREVIOUS not in config.stash:
+        return  # the guard was not installed by this run (pytest.main() with this plugin)
+    from ._testguard import current, unprotect
 
+    previous = config.stash[_PREVIOUS]
     guard = current()
-    install(None)
-    if guard is not None:
+    unprotect(previous)
+    if previous is None and guard is not None:  # the run's own dir, not a parent run's
         shutil.rmtree(guard.runtime_dir.parent, ignore_errors=True)
 
 
@@ -81,16 +99,14 @@ def _dbswap_shared_state(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("dbswap_shared_state") is None:
         yield
         return
-    from ._testguard import current
+    from ._testguard import ENVIRONMENT, unprotect
 
-    guard = current()
-    if guard is not None:
-        guard.suspended = True
+    lifted = os.environ.get(ENVIRONMENT)
+    unprotect(None)  # for the processes the test starts too
     try:
         yield
     finally:
-        if guard is not None:
-            guard.suspended = False
+        unprotect(lifted)
 
 
 @pytest.fixture
