@@ -108,6 +108,7 @@ def _postgres_reachable() -> bool:
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.dbswap_shared_state  # the benchmarks' boards use scratch runtime dirs of their own
 def test_quick_run_has_every_row_with_a_finite_positive_ratio(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -560,3 +560,62 @@ def _wait_until_serving(base: str) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def _start_demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    port = _free_port()
+    env = _clean_env() | {"DBSWAP_ADMIN_PASSWORD": PASSWORD}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dbswap.demo", "--port", str(port), "--data-dir", "d", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    _wait_until_serving(base)
+    return process, base
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_a_forged_forwarded_for_header_does_not_escape_the_login_limit(tmp_path: Path) -> None:
+    """The real server: 40 wrong passwords, each claiming a new client address."""
+    process, base = _start_demo(tmp_path)
+    try:
+        with httpx.Client(base_url=base) as http:
+            statuses = [
+                http.post(
+                    "/login",
+                    data={"password": "guess"},
+                    headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                ).status_code
+                for i in range(40)
+            ]
+    finally:
+        _stop(process)
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+
+
+def test_a_trusted_proxy_names_the_client(tmp_path: Path) -> None:
+    process, base = _start_demo(tmp_path, "--trusted-proxy", "127.0.0.1")
+    try:
+        with httpx.Client(base_url=base) as http:
+
+            def attempt(client: str) -> int:
+                headers = {"X-Forwarded-For": client}
+                return http.post("/login", data={"password": "x"}, headers=headers).status_code
+
+            assert [attempt("203.0.113.1") for _ in range(6)] == [401] * 5 + [429]
+            assert attempt("203.0.113.2") == 401  # another client behind the proxy
+    finally:
+        _stop(process)

@@ -552,7 +552,8 @@ import os, sys
 from dbswap import Switchboard
 from dbswap._redis_state import RedisStateStore
 
-store = RedisStateStore(os.environ["DBSWAP_STATE"], poll_interval=0.1)
+lease = float(os.environ.get("LEASE", "0.5"))
+store = RedisStateStore(os.environ["DBSWAP_STATE"], poll_interval=0.1, lock_lease=lease)
 board = Switchboard.from_env(store=store)  # DBSWAP_ENV=production
 print("locked", flush=True)
 sys.stdin.readline()
@@ -578,7 +579,7 @@ def test_a_locked_process_refuses_switches_fleet_wide_until_it_dies_or_closes(
         assert (code, shown["target"], shown["locked"]) == (0, "production", True), err
         killed.send_signal(signal.SIGKILL)
         killed.wait(10)
-        time.sleep(0.6)  # the killed one's notice expires (3 polls, 0.5 s at least)
+        time.sleep(0.6)  # the killed one's notice lapses (its lease: 0.5 s)
         # The other locked process still holds it; then it closes, and its notice goes at once.
         assert f"pid {closing.pid} " in (board.lock_reason or "")
         closing.communicate("close\n", timeout=30)
@@ -608,7 +609,7 @@ def test_a_killed_locked_process_blocks_switches_for_one_notice_ttl_at_most(
         locked.send_signal(signal.SIGKILL)
         locked.wait(10)
         waited = wait_for(lambda: board.lock_reason is None, 2, "the dead holder's lock expired")
-        assert waited < 1.0  # its notice lives 3 polls (0.5 s at least) after the last refresh
+        assert waited < 1.0  # its notice lives one lease (0.5 s) after the last renewal
         assert board.use("production").changed
     finally:
         board.close()
@@ -617,46 +618,73 @@ def test_a_killed_locked_process_blocks_switches_for_one_notice_ttl_at_most(
         locked.communicate(timeout=10)
 
 
+def test_a_paused_locked_process_keeps_its_lock_for_its_lease_and_says_when_it_lapsed(
+    urls: dict[str, str], tmp_path: Path, server: RedisServer
+) -> None:
+    """A real pause: SIGSTOP, as a long GC pause or a frozen VM stops every thread."""
+    env = cli_env(urls, tmp_path / "locked", server.url) | {"DBSWAP_ENV": "production"}
+    locked = child(LOCKED_APP, env=env | {"LEASE": "3"})
+    board = make_board(urls, tmp_path / "shell", server.url)
+    try:
+        assert locked.stdout is not None and locked.stdout.readline() == "locked\n"
+        assert "lease 3 s" in (board.lock_reason or "")  # status and refusals say the lease
+        locked.send_signal(signal.SIGSTOP)
+        time.sleep(1.5)  # half a lease: the lock holds
+        with pytest.raises(SwitchLocked, match=f"pid {locked.pid} "):
+            board.use("production")
+        time.sleep(2.5)  # now past its lease: it lapsed, and a switch gets through
+        assert board.lock_reason is None
+        assert board.use("production").changed
+        locked.send_signal(signal.SIGCONT)
+        wait_for(lambda: board.lock_reason is not None, 5, "the lock announced again")
+        _, err = locked.communicate("close\n", timeout=30)
+        assert "the production lock of this process" in err and "had lapsed" in err
+    finally:
+        board.close()
+        if locked.poll() is None:
+            locked.kill()
+            locked.communicate(timeout=10)
+
+
 # -- audit recovery ------------------------------------------------------------------
 
-KILLED_AT_AUDIT = """
+KILLED_AFTER_ITS_LINE = """
 import json, os, signal, sys
 from dbswap import Switchboard
-from dbswap._audit import AuditLog
 from dbswap._redis_state import RedisStateStore
 
-record = AuditLog.record
-def record_or_die(self, **line):
-    if line["outcome"] == "ok":  # committed, its line not yet written: the instant to die
-        os.kill(os.getpid(), signal.SIGKILL)
-    return record(self, **line)
-AuditLog.record = record_or_die
+def die(self, state):  # its line is written (and shared): die before the commit
+    os.kill(os.getpid(), signal.SIGKILL)
 urls, runtime, url = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
 store = RedisStateStore(url, lease=1.0, cache_dir=runtime)  # it dies holding the fleet's lock
 board = Switchboard(urls, runtime_dir=runtime, store=store)
-board.use("production", user="killed-switcher")
+board.use("production", user="first")
+RedisStateStore.write = die
+board.use("local", user="killed-switcher")
 """
 
 
-def test_a_switcher_killed_between_commit_and_audit_gets_one_recovered_line_in_the_fleet(
+def test_a_switcher_killed_between_its_line_and_its_commit_gets_it_voided_in_the_fleet(
     urls: dict[str, str], tmp_path: Path, server: RedisServer
 ) -> None:
-    killed = child(KILLED_AT_AUDIT, json.dumps(urls), str(tmp_path / "killed"), server.url)
+    killed = child(KILLED_AFTER_ITS_LINE, json.dumps(urls), str(tmp_path / "killed"), server.url)
     killed.communicate(timeout=60)
     assert killed.returncode == -signal.SIGKILL
     board = make_board(urls, tmp_path / "next", server.url)
     elsewhere = make_board(urls, tmp_path / "elsewhere", server.url)
     try:
-        assert board.active == "production" and board.generation == 1
-        assert fleet_trail(server) == []  # the switch is committed, its line is missing
+        assert board.active == "production" and board.generation == 1  # not committed
         board.use("local", user="next")  # waits out the dead switcher's lease (1 s) at most
         for each in (board, elsewhere):  # the fleet's trail, seen from every host
-            commits = [(e["generation"], e["outcome"]) for e in each.history() if e["generation"]]
-            assert sorted(commits) == [(1, "recovered"), (2, "ok")]
-        recovered = next(e for e in board.history() if e["outcome"] == "recovered")
-        assert (recovered["to"], recovered["user"]) == ("production", "killed-switcher")
-        elsewhere.use("production")  # nothing more to recover
-        assert [e["outcome"] for e in fleet_trail(server)].count("recovered") == 1
+            trail = [(e["outcome"], e["generation"], e["user"]) for e in each.history()]
+            assert trail == [
+                ("ok", 2, "next"),
+                ("uncommitted", 2, None),
+                ("ok", 2, "killed-switcher"),
+                ("ok", 1, "first"),
+            ]
+        elsewhere.use("production")  # nothing more to void or recover
+        assert [e["outcome"] for e in fleet_trail(server)].count("uncommitted") == 1
     finally:
         board.close()
         elsewhere.close()

@@ -13,7 +13,13 @@ request stay where they are. Starting and stopping are audited (outcomes
 
 A preview of ``production`` is read-only unless the admin asks otherwise
 (``"readOnly": false``); of another target, it takes that target's default
-mode (``DBSWAP_READONLY``).
+mode (``DBSWAP_READONLY``). ``DBSWAP_MAX_PRODUCTION`` caps a preview of
+production as it caps a switch there: it lasts that long at most.
+
+A stopped preview is over for every copy of its cookie: each cookie carries a
+random id, and stopping a preview (or starting another) revokes that id in the
+state store (the runtime dir, or Redis for a fleet) until the cookie would
+have expired anyway.
 
 The key is the one the admin page's CSRF tokens are made with (``csrf_secret``,
 Flask's ``SECRET_KEY``, or the runtime dir's shared key; Django's
@@ -33,6 +39,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -48,9 +55,10 @@ from ._admin import MAX_TARGET_CHARS, AdminError, _json_type, json_object
 from ._audit import AuditLog
 from ._csrf import CsrfGuard, CsrfRefused, RequestFacts, shared_key
 from ._engines import check_read_only_possible
-from ._errors import ConfigError
+from ._errors import ConfigError, DBSwapError
 from ._state import utc_text
 from ._switchboard import PRODUCTION, Switchboard
+from ._timebox import format_duration
 
 COOKIE_NAME = "dbswap_preview"
 DEFAULT_SECONDS = 900.0
@@ -64,7 +72,8 @@ EXPECTED_BODY = (
     'default); or {"stop": true}'
 )
 _FIELDS = ("target", "forSeconds", "readOnly", "stop")
-_VERSION = b"dbswap-preview-v1\0"
+_VERSION = b"dbswap-preview-v2\0"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 Pin = tuple[str, bool, Engine]  # (target, read-only, engine), as sessions are pinned
 
@@ -77,6 +86,7 @@ class Preview:
     target: str
     read_only: bool
     expires: float  # seconds since the epoch
+    id: str = ""  # random: what stopping the preview revokes
 
     @property
     def expires_at(self) -> str:
@@ -159,6 +169,7 @@ class Previews:
             "t": preview.target,
             "r": preview.read_only,
             "e": round(preview.expires, 3),
+            "i": preview.id,
         }
         data = _b64(json.dumps(fields, separators=(",", ":"), sort_keys=True).encode("utf-8"))
         return f"{data}.{_b64(self._mac(data))}"
@@ -181,7 +192,7 @@ class Previews:
             return None
         if not isinstance(fields, dict):
             return None
-        user, target, read_only, expires = (fields.get(k) for k in ("u", "t", "r", "e"))
+        user, target, read_only, expires, token = (fields.get(k) for k in "utrei")
         if not (
             isinstance(user, str)
             and user
@@ -190,13 +201,17 @@ class Previews:
             and isinstance(expires, (int, float))
             and not isinstance(expires, bool)
             and math.isfinite(expires)
+            and isinstance(token, str)
+            and _TOKEN.fullmatch(token)
         ):
             return None
-        preview = Preview(user, target, read_only, float(expires))
+        preview = Preview(user, target, read_only, float(expires), token)
         now = self._clock()
         if not now < preview.expires <= now + MAX_SECONDS + 60:  # ended, or never ours
             return None
-        return preview if self._unusable(target) is None else None
+        if self._unusable(target) is not None or self.board._store.revoked(token):
+            return None  # stopped: every copy of the cookie is over
+        return preview
 
     def honoured(self, value: str | None, user: Callable[[], str | None]) -> Preview | None:
         """The preview to pin a request to: a valid cookie of the admin ``user()`` names.
@@ -268,9 +283,12 @@ class Previews:
             raise _invalid(f"'readOnly' must be true, false or null, not {_json_type(read_only)}")
         return PreviewRequest(name.strip().lower(), float(seconds), read_only)
 
-    def start(self, wanted: PreviewRequest, user: str) -> tuple[dict[str, Any], Preview]:
+    def start(
+        self, wanted: PreviewRequest, user: str, cookie: str | None = None
+    ) -> tuple[dict[str, Any], Preview]:
         """Check the target and audit the preview; the caller sets the cookie (``sign``).
 
+        ``cookie``: the request's preview cookie; the preview it holds is over (revoked).
         Blocks up to ``check_timeout`` (a health check): run it off an event loop.
         """
         assert wanted.target is not None
@@ -296,7 +314,13 @@ class Previews:
                 code="target_unavailable",
                 target=name,
             )
-        preview = Preview(user, name, mode, self._clock() + wanted.for_seconds)
+        seconds, capped = wanted.for_seconds, None
+        most = board._timebox.max_production
+        if name == PRODUCTION and most is not None and seconds > most:
+            seconds, capped = most, f"capped to {format_duration(most)} by DBSWAP_MAX_PRODUCTION"
+        self._revoke(self.honoured(cookie, lambda: user))  # the preview it replaces
+        token = secrets.token_urlsafe(18)
+        preview = Preview(user, name, mode, self._clock() + seconds, token)
         active, generation = self.shared(board)
         self._audit(
             STARTED,
@@ -305,13 +329,15 @@ class Previews:
             name,
             started,
             read_only=mode,
-            for_seconds=wanted.for_seconds,
+            for_seconds=seconds,
             expires_at=preview.expires_at,
+            **({"capped": capped} if capped else {}),
         )
         payload = {
             "success": True,
             **preview.payload(self._clock()),
-            "forSeconds": wanted.for_seconds,
+            "forSeconds": seconds,
+            "capped": capped,
             "activeTarget": active,
             "generation": generation,
             "durationMs": round((time.perf_counter() - started) * 1000, 3),
@@ -325,6 +351,7 @@ class Previews:
         preview = self.honoured(cookie, lambda: user)
         active, generation = self.shared(self.board)
         if preview is not None:
+            self._revoke(preview)
             self._audit(ENDED, user, active, preview.target, started, read_only=preview.read_only)
         return {
             "success": True,
@@ -345,6 +372,20 @@ class Previews:
             "defaultSeconds": DEFAULT_SECONDS,
             "maxSeconds": MAX_SECONDS,
         }
+
+    def _revoke(self, preview: Preview | None) -> None:
+        """Make every copy of ``preview``'s cookie worthless (until it would have ended)."""
+        if preview is None:
+            return
+        try:
+            self.board._store.revoke(preview.id, preview.expires)
+        except (OSError, DBSwapError) as exc:
+            raise AdminError(
+                f"cannot end the preview for every copy of its cookie "
+                f"({self.board.mask(str(exc))}); try again",
+                status=503,
+                code="state_unavailable",
+            ) from None
 
     @staticmethod
     def shared(board: Switchboard) -> tuple[str, int]:

@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -43,12 +42,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ._errors import ConfigError, DBSwapError, SwitchLocked
 from ._files import read_file
 from ._masking import mask_text, mask_url
+from ._redis_notice import LOCK_LEASE, LockNotice
 from ._state import MAX_STATE_BYTES, STATE_MODE, Signal, State, StateUnreadable, _lock_reason
 
 logger = logging.getLogger("dbswap")
 SHARED_AUDIT_LINES = 10_000  # the fleet's audit list in Redis keeps the newest this many
 HOST_CACHE_FILE = "db-target.redis-cache.json"  # this host's last state seen, in cache_dir
-LOCK_NOTICE_POLLS = 3  # a production-lock notice outlives its last refresh by this many polls
 
 # The value only if it can be a state: a wrong type or a huge value is described, not sent.
 _READ = """
@@ -112,6 +111,7 @@ class RedisStateStore:
         *,
         poll_interval: float = 1.0,
         lease: float = 15.0,
+        lock_lease: float = LOCK_LEASE,
         socket_timeout: float = 2.0,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -143,7 +143,7 @@ class RedisStateStore:
         self._notice_script = self._client.register_script(_LIVE_LOCK_NOTICE)
         self.poll_interval = poll_interval
         self.lease = lease
-        self._notice_ttl_ms = int(max(LOCK_NOTICE_POLLS * poll_interval, 0.5) * 1000)
+        self.lock_lease = lock_lease  # a production-lock notice's (see _redis_notice)
         self._host_cache = Path(cache_dir) / HOST_CACHE_FILE if cache_dir is not None else None
         # Called as (state, reason) after this process wrote back a state Redis had lost: the
         # board audits it. Without it nothing is written back (the state is only kept here).
@@ -158,7 +158,7 @@ class RedisStateStore:
         self._warned_message = False
         self._cache_warned = False
         self._listener_failure: str | None = None
-        self._lock_notice: tuple[str, str, str] | None = None  # (reason, key, value)
+        self._lock_notice: LockNotice | None = None  # this process's production lock
         self._reachable = True
         self._down_because = "no answer"  # the error that made it unreachable, for messages
         self._thread_lock = threading.Lock()
@@ -381,7 +381,6 @@ class RedisStateStore:
             try:
                 pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.channel)
-                self._keep_lock_notice()  # first: whatever fails below, the lock must hold
                 self._refresh()  # catch up on whatever was missed while away
                 backoff, was_connected = 0.05, True
                 next_poll = time.monotonic() + self.poll_interval
@@ -391,7 +390,6 @@ class RedisStateStore:
                     if message is not None and message.get("type") == "message":
                         self._accept_published(message["data"])
                     if time.monotonic() >= next_poll:
-                        self._keep_lock_notice()
                         self._refresh()
                         next_poll = time.monotonic() + self.poll_interval
             except self._refused as exc:  # Redis answered with an error: not an outage
@@ -430,33 +428,12 @@ class RedisStateStore:
     # -- the production lock, seen by the whole fleet --------------------------
 
     def announce_lock(self, reason: str) -> None:
-        """A notice key with a TTL, refreshed by the listener: it ends with this process."""
-        if self._lock_notice is not None:
-            return
-        self._lock_notice = self._new_notice(reason)
-        try:
-            self._keep_lock_notice()
-        except self._errors as exc:
-            logger.error(
-                "cannot announce the production lock in %s yet (%s); retrying in the background",
-                self.describe(),
-                _why(exc),
+        """A notice key with a lease, renewed by its own thread: it ends with this process."""
+        if self._lock_notice is None:
+            self._lock_notice = LockNotice(
+                self._client, self._prefix, reason, self.lock_lease, self._errors
             )
-
-    def _new_notice(self, reason: str) -> tuple[str, str, str]:
-        key = f"{self._prefix}:production-lock:{uuid.uuid4().hex}"
-        value = json.dumps({"reason": reason, "pid": os.getpid(), "host": socket.gethostname()})
-        return reason, key, value
-
-    def _keep_lock_notice(self) -> None:
-        notice = self._lock_notice
-        if notice is None:
-            return
-        _, key, value = notice
-        pipe = self._client.pipeline(transaction=False)
-        pipe.set(key, value, px=self._notice_ttl_ms)
-        pipe.sadd(self._notices_key, key.rsplit(":", 1)[1])  # again after a FLUSHALL
-        pipe.execute()
+            self._lock_notice.start()
 
     def lock_holder(self) -> str | None:
         if not self._reachable:
@@ -530,6 +507,19 @@ class RedisStateStore:
 
     # -- the fleet's audit trail ------------------------------------------------
 
+    def revoke(self, token: str, until: float) -> None:
+        ttl = max(1, math.ceil((until - time.time()) * 1000))
+        try:
+            self._client.set(f"{self._prefix}:revoked:{token}", "1", px=ttl)
+        except self._errors as exc:
+            raise self._unreachable_error(exc) from None
+
+    def revoked(self, token: str) -> bool:
+        try:
+            return bool(self._client.exists(f"{self._prefix}:revoked:{token}"))
+        except self._errors:
+            return True  # cannot tell: refuse the token
+
     def share_audit(self, line: str) -> None:
         """Push the line on a capped list every host reads; the local file has it anyway."""
         if not self._reachable:
@@ -585,11 +575,7 @@ class RedisStateStore:
             self._listener.join(timeout=2)
         notice, self._lock_notice = self._lock_notice, None
         if notice is not None:
-            with contextlib.suppress(*self._errors):
-                pipe = self._client.pipeline(transaction=False)
-                pipe.delete(notice[1])
-                pipe.srem(self._notices_key, notice[1].rsplit(":", 1)[1])
-                pipe.execute()
+            notice.withdraw()
         with contextlib.suppress(*self._errors):
             self._client.close()
 
@@ -598,7 +584,7 @@ class RedisStateStore:
         self._thread_lock = threading.Lock()
         self._version_lock = threading.Lock()
         if self._lock_notice is not None:  # the child's own notice, with its own pid
-            self._lock_notice = self._new_notice(self._lock_notice[0])
+            self._lock_notice = self._lock_notice.for_child()
         if not self._stop.is_set():
             self._start_listener()
 

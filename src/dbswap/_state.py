@@ -19,6 +19,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import mmap
 import os
 import sys
@@ -44,6 +45,8 @@ logger = logging.getLogger("dbswap")
 STATE_FILE = "db-target.json"
 COUNTER_FILE = "db-target.gen"
 LOCK_NOTICE_FILE = "db-target.production-lock"  # flocked (shared) by every locked process
+REVOKED_FILE = "db-previews.revoked"  # "<token> <until>" lines: previews stopped early
+MAX_REVOKED_BYTES = 1 << 20
 REVALIDATE = 1.0  # seconds: readers stat() at least this often, bump or not
 MAX_STATE_BYTES = 65536  # a real state is ~150 bytes: anything far bigger is garbage
 STATE_MODE = 0o644  # readable by an app that runs as another user than the switcher
@@ -191,6 +194,13 @@ class StateStore(Protocol):
     def lock_holder(self) -> str | None:
         """The reason of a live process's production lock on this state, if one holds it."""
 
+    def revoke(self, token: str, until: float) -> None:
+        """Every process sharing the state refuses ``token`` from now until ``until``
+        (seconds since the epoch): a stopped preview's cookie."""
+
+    def revoked(self, token: str) -> bool:
+        """Whether ``token`` was revoked (True too when that cannot be told)."""
+
     def share_audit(self, line: str) -> None:
         """Keep an audit line where every host sharing the state reads it (or do nothing)."""
 
@@ -247,6 +257,7 @@ class FileStateStore:
         self._trouble: str | None = None  # why the state last read could not be used
         self._lock_notice: int | None = None  # descriptor of our flocked lock notice
         self._counter_refused = False  # the counter is a planted link (said once)
+        self._revoked: tuple[tuple[int, int, int], frozenset[str]] | None = None
 
     def describe(self) -> str:
         return str(self.path)
@@ -254,6 +265,33 @@ class FileStateStore:
     def trouble(self) -> str | None:
         """Why the state could not be read, as of the last read (None: it could)."""
         return self._trouble
+
+    def revoke(self, token: str, until: float) -> None:
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        path = self.runtime_dir / REVOKED_FILE
+        fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, STATE_MODE)
+        try:
+            os.write(fd, f"{token} {math.ceil(until)}\n".encode("ascii"))
+        finally:
+            os.close(fd)
+
+    def revoked(self, token: str) -> bool:
+        path = self.runtime_dir / REVOKED_FILE
+        try:
+            st = os.stat(path)
+            identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+            known = self._revoked
+            if known is None or known[0] != identity:
+                lines = read_file(path, MAX_REVOKED_BYTES).decode("ascii", "replace").splitlines()
+                now = time.time()
+                live = (line.split(" ") for line in lines)
+                tokens = frozenset(p[0] for p in live if len(p) == 2 and _after(p[1], now))
+                known = self._revoked = (identity, tokens)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell (a planted link, no permission): refuse the token
+        return token in known[1]
 
     def share_audit(self, line: str) -> None:
         return None  # one host: the audit file beside the state is the whole trail
@@ -502,12 +540,21 @@ def _held_elsewhere(path: Path) -> SwitchLocked:
     return SwitchLocked(f"another process holds the switch lock ({path.name}); try again")
 
 
+def _after(until: str, now: float) -> bool:
+    try:
+        return float(until) > now
+    except ValueError:
+        return False
+
+
 def _lock_reason(raw: bytes) -> str:
     """What a lock notice says, as one line (its writer may have died mid-write)."""
     try:
         notice = json.loads(raw.decode("utf-8"))
-        return f"{notice['reason']} (pid {int(notice['pid'])} on {notice['host']})"
-    except (ValueError, KeyError, TypeError):
+        lease = notice.get("lease")  # Redis: it lapses that long after its holder stops
+        held = f", lease {lease:g} s" if isinstance(lease, (int, float)) else ""
+        return f"{notice['reason']} (pid {int(notice['pid'])} on {notice['host']}{held})"
+    except (ValueError, KeyError, TypeError, AttributeError):
         return "DBSWAP_ENV=production"
 
 

@@ -288,7 +288,12 @@ class Switchboard:
 
             # Last: its listener must not outlive a bad config. The runtime dir keeps this
             # host's last state, for a process that starts while Redis is down.
-            store = RedisStateStore(state, cache_dir=Path(options["runtime_dir"]).absolute())
+            lease = _seconds(env, "DBSWAP_LOCK_LEASE")  # a production lock's (_redis_notice)
+            store = RedisStateStore(
+                state,
+                cache_dir=Path(options["runtime_dir"]).absolute(),
+                **({"lock_lease": lease} if lease else {}),
+            )
             try:
                 board = cls(targets, store=store, **options)
             except BaseException:

@@ -42,7 +42,18 @@ class DemoMisconfigured(DemoError):
     help="Where the demo's SQLite databases for local and production live when "
     "DATABASE_URL_LOCAL / DATABASE_URL_PRODUCTION do not set them [default: .runtime/demo].",
 )
-def demo_command(host: str, port: int, data_dir: Path | None) -> None:
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="ADDRESS",
+    help="The address of a reverse proxy in front of the demo whose X-Forwarded-For "
+    "header names the client (repeatable). Without it the header is ignored: failed "
+    "logins are limited per TCP peer.",
+)
+def demo_command(
+    host: str, port: int, data_dir: Path | None, trusted_proxies: tuple[str, ...]
+) -> None:
     """Run the demo: a DJ's site whose database you switch live at /admin/configuration.
 
     It creates two SQLite databases, local and production, with different
@@ -96,7 +107,17 @@ def demo_command(host: str, port: int, data_dir: Path | None) -> None:
         click.echo("  warning: listening beyond this machine; keep the demo on 127.0.0.1", err=True)
     click.echo("  Ctrl+C to stop.")
     config = uvicorn.Config(
-        app, host=host, port=port, ws="none", lifespan="on", log_level="info", server_header=False
+        app,
+        host=host,
+        port=port,
+        ws="none",
+        lifespan="on",
+        log_level="info",
+        server_header=False,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: anybody on this machine
+        # could then be a new client per request and never reach the login limit.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies) or None,
     )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl+C after shutting down
         uvicorn.Server(config).run()
