@@ -309,6 +309,20 @@ def test_a_read_only_switch_makes_the_server_refuse_the_apps_writes(
     assert labels(urls[target]) == [*ROWS[target], "allowed"]
 
 
+def test_a_write_a_read_only_switch_refuses_is_a_409_never_a_500(
+    board: dbswap.Switchboard, urls: dict[str, str], staff: tuple[Any, str]
+) -> None:
+    assert _switch(staff, {"target": "production", "readOnly": True}).status_code == 200
+    app = _client()
+    body = json.dumps({"label": "sneaky"})
+    refused = app.post("/api/items", body, content_type="application/json")
+    assert refused.status_code == 409
+    answer = refused.json()
+    assert (answer["error"], answer["preview"]) == ("read_only", False)
+    assert "dbswap use production --writable" in answer["message"]
+    assert labels(urls["production"]) == ROWS["production"]
+
+
 def test_a_target_lacking_migrations_is_refused_unless_overridden(
     board: dbswap.Switchboard, staff: tuple[Any, str]
 ) -> None:
@@ -317,7 +331,7 @@ def test_a_target_lacking_migrations_is_refused_unless_overridden(
     assert refused.status_code == 409, refused.content
     body = refused.json()
     assert body["error"] == "schema_mismatch"
-    assert "shop.0001_initial" in body["message"]
+    assert "shop.0002_loan" in body["message"]
     assert "manage.py migrate --database=staging" in body["message"]
     assert snapshot(board) == before
     forced = _switch(staff, {"target": "staging", "ignoreSchema": True})
@@ -436,7 +450,7 @@ def test_the_apps_own_test_suite_passes_with_the_router(
 ) -> None:
     done = _manage(urls, tmp_path / "rt", "test", "shop", "--noinput", "-v", "1")
     assert done.returncode == 0, done.stderr
-    assert "Ran 2 tests" in done.stderr and "OK" in done.stderr
+    assert "Ran 3 tests" in done.stderr and "OK" in done.stderr
 
 
 def test_databases_from_env_maps_the_default_target_to_the_default_alias(

@@ -121,7 +121,7 @@ def test_a_login_made_on_local_never_acts_as_productions_user_of_the_same_id(
 
         # A login made on production works on production.
         mallory = _client()
-        assert mallory.login(username="mallory", password="pw")
+        assert _admin_login(mallory, "mallory", "/whoami").status_code == 302
         assert mallory.get("/whoami").json() == {"user": "mallory", "alias": "production"}
         assert mallory.post("/notes", {"text": "mine"}).status_code == 201
         assert labels(django_urls["production"]) == [*ROWS["production"], "mallory: mine"]
@@ -160,6 +160,187 @@ def test_staff_who_log_in_after_a_switch_are_told_why_instead_of_looping(
     assert "manage.py dbswap use local" in page.text
     assert pat.get("/admin/").status_code == 200  # still signed in on production
     assert pat.get("/whoami").json() == {"user": "pat", "alias": "production"}
+
+
+# -- one session cookie per target: a login is never lost to another target ----------------
+
+
+@pytest.fixture(params=[None, COOKIE_SESSIONS], ids=["database-sessions", "signed-cookies"])
+def session_engine(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Django's default database sessions, then sessions every target shares."""
+    with _settings(**({"SESSION_ENGINE": request.param} if request.param else {})):
+        yield
+
+
+@pytest.mark.usefixtures("people", "session_engine")
+def test_staff_who_switch_to_production_and_browse_can_always_switch_back(
+    board: dbswap.Switchboard,
+) -> None:
+    """The issue: alice switches from the page, opens the admin and the catalog on
+    production (where no session of hers exists), and comes back to the page. Her
+    login on local must be neither deleted nor replaced: she switches back."""
+    alice = _client()
+    assert _admin_login(alice, "alice", PAGE).headers["Location"] == PAGE
+    _switch(alice, "production")
+    assert board.active == "production"
+    assert alice.get("/admin/").status_code == 302  # production's admin: log in there
+    assert alice.get("/items").json()["alias"] == "production"
+    assert alice.get("/whoami").json() == {"user": None, "alias": "production"}
+    page = alice.get(PAGE)
+    assert page.status_code == 200 and "Signed in as alice" in page.text
+    _switch(alice, "local")
+    assert board.active == "local"
+    assert alice.get("/whoami").json() == {"user": "alice", "alias": "default"}
+    assert alice.get("/admin/").status_code == 200
+
+
+@pytest.mark.usefixtures("people")
+def test_a_login_on_each_target_is_kept_for_when_the_site_comes_back_to_it(
+    board: dbswap.Switchboard, django_urls: dict[str, str]
+) -> None:
+    """One cookie per target: signing in on production (as somebody else) neither
+    replaces the local login nor is seen on local; a CLI switch brings each back."""
+    alice = _client()
+    _admin_login(alice, "alice", "/admin/")
+    board.use("production", user="ops")  # from a shell
+    assert _admin_login(alice, "mallory", "/whoami").headers["Location"] == "/whoami"
+    assert alice.get("/whoami").json() == {"user": "mallory", "alias": "production"}
+    assert alice.get(PAGE).status_code == 200  # the page still takes her local login
+    board.use("local", user="ops")
+    assert alice.get("/whoami").json() == {"user": "alice", "alias": "default"}
+    board.use("production", user="ops")
+    assert alice.get("/whoami").json() == {"user": "mallory", "alias": "production"}
+    local, production = (_count(django_urls[t], "django_session") for t in ("local", "production"))
+    assert alice.post("/admin/logout/").status_code == 200  # signs out of production only
+    assert _count(django_urls["production"], "django_session") == production - 1
+    assert _count(django_urls["local"], "django_session") == local
+    board.use("local", user="ops")
+    assert alice.get("/whoami").json() == {"user": "alice", "alias": "default"}
+
+
+@pytest.mark.usefixtures("people")
+def test_a_visitor_signed_in_on_another_target_is_told_once_and_nothing_is_written(
+    board: dbswap.Switchboard, django_urls: dict[str, str]
+) -> None:
+    """Database sessions: dana, signed in on local, visits while production is in use.
+    She is anonymous there and told why, once, without a session row on production."""
+    dana = _client()
+    assert dana.login(username="dana", password="pw")  # while local, the control target
+    board.use("production", user="test")
+    sessions = _count(django_urls["production"], "django_session")
+    assert dana.get("/whoami").json() == {"user": None, "alias": "production"}
+    told = "signed in while the 'local' database was in use"
+    assert told in unescape(dana.get("/admin/", follow=True).text)
+    assert told not in unescape(dana.get("/admin/", follow=True).text)  # once
+    assert told not in unescape(dana.get("/whoami").text + dana.get("/admin/", follow=True).text)
+    assert _count(django_urls["production"], "django_session") == sessions
+    board.use("local", user="test")
+    assert dana.get("/whoami").json() == {"user": "dana", "alias": "default"}
+
+
+# -- previews: a login is never taken to another target ----------------------------------
+
+PREVIEW = "/api/admin/database/preview"
+TWIN = 7001
+
+
+@pytest.fixture
+def twins(board: dbswap.Switchboard, django_urls: dict[str, str]) -> Iterator[None]:
+    """ada, a superuser of local, and eve, staff on production, share user id 7001;
+    each has a loan (a row of hers, found by her id) on her own target."""
+    from django.contrib.auth.models import User
+    from shop.models import Loan
+
+    ada = User.objects.db_manager("default").create_superuser("ada", password="pw", id=TWIN)
+    eve = User(username="eve", password=ada.password, id=TWIN, is_staff=True)
+    eve.save(using="production")
+    Loan.objects.using("default").create(borrower_id=TWIN, title="ada's book")
+    Loan.objects.using("production").create(borrower_id=TWIN, title="eve's book")
+    yield
+    for alias in ("default", "production"):
+        Loan.objects.using(alias).all().delete()
+        User.objects.using(alias).filter(id=TWIN).delete()
+
+
+def _preview(client: Any, **body: Any) -> Any:
+    page = client.get(PAGE)
+    assert page.status_code == 200, page.content
+    match = re.search(r'<meta name="dbswap-csrf" content="([A-Za-z0-9]{64})">', page.text)
+    assert match, "no CSRF token in the page"
+    started = client.post(
+        PREVIEW,
+        json.dumps(body),
+        content_type="application/json",
+        headers={"X-CSRF-Token": match.group(1)},
+    )
+    assert started.status_code == 200, started.content
+    return started
+
+
+def _loans(url: str) -> list[tuple[int, str]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT borrower_id, title FROM loans ORDER BY id"))
+            return [(int(who), str(title)) for who, title in rows]
+    finally:
+        engine.dispose()
+
+
+def _sent_to_login(response: Any) -> bool:
+    return response.status_code == 302 and response.headers["Location"].startswith("/admin/login/")
+
+
+@pytest.mark.usefixtures("twins")
+def test_in_a_preview_the_admins_login_never_reads_the_previewed_targets_rows(
+    board: dbswap.Switchboard,
+) -> None:
+    """The issue's read-only preview: "my loans" were read by the local admin's id on
+    production, somebody else's. The admin is anonymous to the app there; dbswap still
+    knows her (on the control database), and her login is back when the preview ends."""
+    ada = _client()
+    assert _admin_login(ada, "ada", "/mybooks/").status_code == 302
+    assert ada.get("/mybooks/").json() == {"user": "ada", "titles": ["ada's book"]}
+    _preview(ada, target="production")
+    assert _sent_to_login(ada.get("/mybooks/"))
+    assert ada.get("/whoami").json() == {"user": None, "alias": "production"}
+    assert ada.get(PREVIEW).json()["preview"]["target"] == "production"
+    assert "Signed in as ada" in ada.get(PAGE).text
+    assert ada.delete(PREVIEW).json()["stopped"] is True
+    assert ada.get("/mybooks/").json() == {"user": "ada", "titles": ["ada's book"]}
+
+
+@pytest.mark.usefixtures("twins", "session_engine")
+def test_a_writable_preview_writes_nothing_as_the_admins_id_and_a_login_in_it_ends_with_it(
+    board: dbswap.Switchboard, django_urls: dict[str, str]
+) -> None:
+    """The issue's writable preview: Django's admin recorded production's user 7001 (eve)
+    as the author of ada's edits. Now nothing is written as ada's id there; signing in
+    on production, in the preview, makes the writes eve's, and that login ends with it."""
+    production = django_urls["production"]
+    ada = _client()
+    assert _admin_login(ada, "ada", "/admin/").status_code == 302
+    _preview(ada, target="production", readOnly=False, forSeconds=60)
+    item, logged = _first_id(production), _count(production, "django_admin_log")
+    assert _sent_to_login(ada.post(f"/admin/shop/item/{item}/change/", {"label": "by ada"}))
+    assert _sent_to_login(ada.post("/borrow", {"title": "as ada"}))
+    assert labels(production) == ROWS["production"]
+    assert _count(production, "django_admin_log") == logged
+    assert _loans(production) == [(TWIN, "eve's book")]
+
+    signed_in = _admin_login(ada, "eve", "/mybooks/")
+    cookie = signed_in.cookies["sessionid.preview.production"]
+    assert cookie.value and 0 < int(cookie["max-age"]) <= 60  # no longer than the preview
+    assert ada.get("/mybooks/").json() == {"user": "eve", "titles": ["eve's book"]}
+    assert ada.post("/borrow", {"title": "eve's second"}).status_code == 201
+    assert "Signed in as ada" in ada.get(PAGE).text  # dbswap's page: still ada, on local
+    stopped = ada.delete(PREVIEW)
+    assert stopped.cookies["sessionid.preview.production"]["max-age"] == 0
+    assert ada.get("/mybooks/").json() == {"user": "ada", "titles": ["ada's book"]}
+    _preview(ada, target="production")
+    assert ada.get("/whoami").json() == {"user": None, "alias": "production"}
+    assert _loans(production) == [(TWIN, "eve's book"), (TWIN, "eve's second")]
+    assert _loans(django_urls["local"]) == [(TWIN, "ada's book")]
 
 
 # -- identity on a fixed control database --------------------------------------------------

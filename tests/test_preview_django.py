@@ -97,8 +97,8 @@ def test_a_preview_pins_only_its_admins_requests_and_switches_nothing(
     body = _start(alice, target="production").json()
     assert (body["target"], body["readOnly"], body["user"]) == ("production", True, "alice")
     assert alice.get("/items").json() == {"alias": "production", "labels": ["prod-1", "prod-2"]}
-    # request.user is the admin, as the control database (default) knows her.
-    assert alice.get("/whoami").json() == {"user": "alice", "alias": "production"}
+    # Her login was made on local: the app does not take it on production (anonymous).
+    assert alice.get("/whoami").json() == {"user": None, "alias": "production"}
     assert alice.get(STATUS).json()["target"] == "local"
     assert alice.get(PREVIEW).json()["preview"]["target"] == "production"
     assert _client().get("/items").json()["alias"] == "default"
@@ -109,6 +109,7 @@ def test_a_preview_pins_only_its_admins_requests_and_switches_nothing(
     assert stopped.status_code == 200 and stopped.json()["stopped"] is True
     assert _cleared(stopped)
     assert alice.get("/items").json()["alias"] == "default"
+    assert alice.get("/whoami").json() == {"user": "alice", "alias": "default"}  # kept
     assert snapshot(board) == before
     assert [(e["outcome"], e["user"], e["to"], e["generation"]) for e in board.history(None)] == [
         ("preview-ended", "alice", "production", None),
@@ -240,3 +241,30 @@ def test_under_asgi_an_async_view_of_a_previewing_admin_reads_the_preview(
     mine, theirs = asyncio.run(scenario())
     assert mine.json() == {"alias": "production", "labels": ["prod-1", "prod-2"]}
     assert theirs.json() == {"alias": "default", "labels": ["local-1"]}
+
+
+def test_a_write_a_read_only_preview_refuses_is_a_409_advising_a_writable_preview(
+    board: dbswap.Switchboard, urls: dict[str, str]
+) -> None:
+    """The view does not catch ``ReadOnlyTarget``: the middleware answers 409, never 500,
+    in JSON for a JSON client and as a page for a browser's form."""
+    from html import unescape
+
+    alice = _client("alice")
+    _start(alice, target="production")
+    body = json.dumps({"label": "sneaky"})
+    refused = alice.post("/api/items", body, content_type="application/json")
+    assert refused.status_code == 409
+    answer = refused.json()
+    assert (answer["error"], answer["target"], answer["preview"]) == (
+        "read_only",
+        "production",
+        True,
+    )
+    assert "your preview of 'production' is read-only" in answer["message"]
+    assert '"readOnly": false' in answer["message"] and "--writable" not in answer["message"]
+    page = alice.post("/api/items", {"label": "sneaky"}, headers={"Accept": "text/html"})
+    assert page.status_code == 409 and page["Content-Type"].startswith("text/html")
+    assert "your preview of 'production' is read-only" in unescape(page.content.decode())
+    assert labels(urls["production"]) == ["prod-1", "prod-2"]
+    assert labels(urls["local"]) == ["local-1"]

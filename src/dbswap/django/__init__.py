@@ -26,9 +26,15 @@ production lock), refuse a target that lacks migrations (``MigrationsNotApplied`
 a ``SchemaMismatch``; override with ``ignore_schema``), and a read-only switch
 puts the pinned connection in the server's read-only mode (``ReadOnlyTarget``).
 
-A login belongs to the target it was made on: ``login()`` stamps that target
-in the session, and the middleware flushes a session stamped with another
-one before the view runs (``DBSWAP_SHARED_IDENTITY = True`` turns this off).
+A login belongs to the target it was made on: each target has its own session
+cookie (the control target keeps ``SESSION_COOKIE_NAME``, another gets
+``<name>.<target>``), so a login is never seen, deleted or replaced by a request
+on another target, and dbswap's views always read the control target's;
+``login()`` stamps the target in the session, and the middleware flushes a
+session stamped with another one before the view runs
+(``DBSWAP_SHARED_IDENTITY = True`` turns both off). A previewing admin's
+requests get a session of the preview's own, which ends with it. A write that
+a read-only target refuses is answered 409, never 500.
 Or keep identity on one control database whatever the target:
 ``DBSWAP_FIXED_APPS = ["auth", "sessions", "admin", "contenttypes"]`` keeps
 those apps' models on ``default`` (reads, writes, relations, migrations).
@@ -56,8 +62,8 @@ from typing import Any
 
 from ._board import MigrationGuard, get_board, set_board
 from ._errors import MigrationsNotApplied, UnroutedQuery
+from ._middleware import DBSwapMiddleware
 from ._routing import (
-    DBSwapMiddleware,
     DBSwapRouter,
     Pin,
     atomic,

@@ -8,10 +8,11 @@ the same user id on another target may be somebody else. Two ways out:
   target (reads, writes, relations, migrations). Identity lives on one control
   database: a login holds on every target and staff can always switch back.
 - Otherwise (``auth`` not fixed) a login belongs to the target it was made on:
-  ``login()`` stamps that target in the session, and a request pinned to
-  another target finds the session flushed (anonymous), with a message saying
-  why. ``DBSWAP_SHARED_IDENTITY = True`` turns that off, for projects whose
-  users have the same ids in every target.
+  each target has its own session cookie (see ``_cookies``), so a request on
+  another target does not see it (the visitor is anonymous there, and told
+  why), and ``login()`` stamps the target in the session, so a session that
+  reaches another target anyway is flushed. ``DBSWAP_SHARED_IDENTITY = True``
+  turns both off, for projects whose users have the same ids in every target.
 """
 
 from __future__ import annotations
@@ -124,6 +125,12 @@ def foreign_login(request: Any, control: str, active: str) -> str | None:
     if binds_sessions() and issued_on not in (None, control):
         return _control_message(f"you are signed in on {issued_on!r}", control)
     key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if not key and active != control:  # the log-in form would sign in on `active` again
+        from ._cookies import sessions_elsewhere  # it imports this module
+
+        elsewhere = sessions_elsewhere(request)
+        if elsewhere:  # a session on another target only (a session cookie per target)
+            return _control_message(f"you are signed in on {elsewhere[0]!r}", control)
     if key and session.session_key is None and active != control:
         # Django deletes the cookie of a session it found empty: give it an unread one.
         request.session = import_module(settings.SESSION_ENGINE).SessionStore(key)

@@ -3,17 +3,21 @@
 ``DBSwapMiddleware`` pins each request to the active target when it begins.
 Before the view runs (``process_view``: sessions and authentication are set
 up by then), a request that carries a valid preview cookie is checked with
-``DBSWAP_AUTHORIZE`` on the control database, as dbswap's admin views check
-it; if that names the admin the cookie was signed for, the request is pinned
-to the preview's target instead (its mode included), and only that request.
-The cookie is signed with a key derived from ``SECRET_KEY``, so every worker
-of the project agrees. See ``dbswap._preview`` for the cookie and what is decided.
+``DBSWAP_AUTHORIZE`` on the control database, with the control target's session,
+as dbswap's admin views check it; if that names the admin the cookie was signed
+for, the request is pinned to the preview's target instead (its mode included),
+and only that request. The cookie is signed with a key derived from
+``SECRET_KEY``, so every worker of the project agrees. See ``dbswap._preview``
+for the cookie and what is decided.
 
-The request's ``user`` is then the admin as the control database knows them,
-and a session written during a previewed request is written where the ORM
-goes, the preview's target (with database sessions on a read-only preview,
-that write is refused): keep ``sessions`` in ``DBSWAP_FIXED_APPS``, or use
-signed-cookie sessions, if previewed pages write the session.
+A login made on one target is never honoured on another: with logins bound to
+their target (the default), the previewing request's session is the preview's
+own (``sessionid.preview.<target>``, see ``_cookies``), so the admin is anonymous
+to the app on the previewed target; a log-in made there lives in that cookie,
+which ends with the preview (its lifetime, and the stop clears it). The admin's
+own login is untouched, for when the preview ends. With ``DBSWAP_FIXED_APPS``
+(``auth``) or ``DBSWAP_SHARED_IDENTITY``, a login holds on every target: the
+request's ``user`` is the admin as the control database knows them.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from .._preview import (
     cookie_options,
 )
 from .._switchboard import Switchboard
-from . import views
+from . import _cookies, views
 from ._board import get_board
 from ._routing import Pin, _pin, control_plane, control_target, pinned
 from ._settings import alias_for
@@ -62,15 +66,20 @@ def current_preview(request: HttpRequest) -> Preview | None:
     return preview if isinstance(preview, Preview) else None
 
 
-def apply_preview(request: HttpRequest) -> None:
-    """Called by ``DBSwapMiddleware.process_view``: re-pin a previewing admin's request."""
+def apply_preview(request: HttpRequest) -> Preview | None:
+    """Called by ``DBSwapMiddleware.process_view``: re-pin a previewing admin's request.
+
+    Returns the preview honoured (None: the request keeps its pin); the caller
+    then gives the request the session of the target it is pinned to.
+    """
     cookie = request.COOKIES.get(COOKIE_NAME)
     if cookie is None:
-        return
+        return None
     previews = _previews()
 
     def user() -> str | None:
         with pinned(control_target()):  # who is asking, as dbswap's admin views see it
+            _cookies.use(request, control_target())
             try:
                 return views._identify(request, views._core())
             except AdminError:
@@ -79,24 +88,26 @@ def apply_preview(request: HttpRequest) -> None:
     preview = previews.honoured(cookie, user)
     if preview is None:  # forged, expired, another admin's, an unknown target: cleared
         setattr(request, _CLEAR, True)
-        return
+        return None
     setattr(request, _ATTRIBUTE, preview)
     board = previews.board
     # The middleware resets its own token when the request ends, which undoes this too.
     _pin.set(
         Pin(preview.target, alias_for(preview.target, board.default_target), preview.read_only)
     )
+    return preview
 
 
 def finish(request: HttpRequest, response: Any) -> Any:
     """Called by ``DBSwapMiddleware`` with the response: clear a cookie that was ignored."""
     if getattr(request, _CLEAR, False):
-        _clear(response)
+        _clear(request, response)
     return response
 
 
-def _clear(response: Any) -> None:
+def _clear(request: HttpRequest, response: Any) -> None:
     response.delete_cookie(COOKIE_NAME, path="/", samesite="Strict")
+    _cookies.clear_previews(request, response)  # what was signed in during the preview
 
 
 def _view(request: HttpRequest) -> HttpResponse:
@@ -118,7 +129,7 @@ def _view(request: HttpRequest) -> HttpResponse:
             wanted = previews.parse(body, request.META.get("CONTENT_TYPE"))
             if wanted.target is not None:
                 views._check_csrf(request)  # starting one takes the page's token (Django's)
-                payload, preview = previews.start(wanted, user)
+                payload, preview = previews.start(wanted, user, cookie)
                 response = views._json(payload)
                 response.set_cookie(
                     COOKIE_NAME,
@@ -127,11 +138,12 @@ def _view(request: HttpRequest) -> HttpResponse:
                     secure=request.is_secure(),
                     **cookie_options(preview),
                 )
+                _cookies.clear_previews(request, response)  # a new preview starts signed out
                 return response
         response = views._json(previews.stop(cookie, user))
     except AdminError as exc:
         return views._error(exc)
-    _clear(response)
+    _clear(request, response)
     return response
 
 

@@ -1,7 +1,7 @@
-"""Pinning a request to one target: the router, the middleware and the connection guard.
+"""Pinning a request to one target: the pin, the router and the connection guard.
 
-The middleware reads the active target once when a request begins and keeps
-it in a ``contextvars`` value (set with a token, reset at the end), which
+The middleware (``_middleware``) reads the active target once when a request
+begins and keeps it in a ``contextvars`` value (set with a token, reset at the end), which
 follows the request into ``sync_to_async`` threads and async views. The
 router sends every model query to that pin's alias; outside a request (a
 management command, a shell, a job) it is the target active at each query,
@@ -28,14 +28,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 
 from .._engines import _MODE_SQL, _is_read_only_refusal
 from .._errors import ReadOnlyTarget
 from ._board import get_board
 from ._errors import UnroutedQuery
-from ._identity import drop_foreign_login, fixed_apps, fixed_statement, is_fixed
+from ._identity import fixed_apps, fixed_statement, is_fixed
 from ._settings import alias_for
 
 
@@ -97,8 +96,9 @@ def control_plane(view: Callable[..., Any]) -> Callable[..., Any]:
     sessions) never depends on the database being switched: a staff member of
     ``default`` can always switch back. Under the production lock nothing can
     be switched, and ``default`` may not even be reachable: the view stays on
-    production. The middleware does not drop a login made on another target
-    for these views: they refuse it themselves, without signing anybody out.
+    production. The middleware gives these views the control target's session
+    cookie, and does not drop a login made on another target for them: they
+    refuse it themselves, without signing anybody out.
     """
 
     @functools.wraps(view)
@@ -149,59 +149,6 @@ def _route(model: Any, hints: dict[str, Any]) -> str:
     if db is not None and is_fixed(instance) == fixed:
         return str(db)
     return DEFAULT_DB_ALIAS if fixed else current_alias()
-
-
-class DBSwapMiddleware:
-    """Pins each request, for its whole duration, to the target active when it began.
-
-    Put it first in ``MIDDLEWARE`` so sessions and authentication are pinned too.
-    Before a view runs (other than dbswap's control-plane views), it flushes a
-    session stamped with another target. Works under WSGI and ASGI, with sync
-    and async views.
-    """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[Any], Any]) -> None:
-        from django.apps import apps
-
-        if not apps.is_installed("dbswap.django"):
-            from django.core.exceptions import ImproperlyConfigured
-
-            raise ImproperlyConfigured(
-                "add 'dbswap.django' to INSTALLED_APPS: it installs the read-only and "
-                "routing guards on every database connection"
-            )
-        self.get_response = get_response
-        self._async = iscoroutinefunction(get_response)
-        from ._preview import apply_preview, finish  # admins' own previews (it imports us)
-
-        self._apply_preview, self._finish = apply_preview, finish
-        if self._async:
-            markcoroutinefunction(self)
-
-    def process_view(self, request: Any, view: Any, args: Any, kwargs: Any) -> None:
-        # Before any view reads request.user: a login made on another target is dropped.
-        if not getattr(view, "dbswap_control_plane", False):
-            drop_foreign_login(request, current_pin().target)
-            self._apply_preview(request)  # after that check, against the shared target
-
-    def __call__(self, request: Any) -> Any:
-        if self._async:
-            return self.__acall__(request)
-        token = _pin.set(active_pin())
-        try:
-            return self._finish(request, self.get_response(request))
-        finally:
-            _pin.reset(token)
-
-    async def __acall__(self, request: Any) -> Any:
-        token = _pin.set(active_pin())
-        try:
-            return self._finish(request, await self.get_response(request))
-        finally:
-            _pin.reset(token)
 
 
 # -- the connection guard ----------------------------------------------------------

@@ -17,4 +17,7 @@ urlpatterns = [
     path("atomic-routed", views.atomic_routed),
     path("whoami", views.whoami),
     path("notes", views.notes),
+    path("mybooks/", views.my_books),
+    path("borrow", views.borrow),
+    path("api/items", views.create_item),
 ]

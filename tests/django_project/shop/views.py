@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any
 
@@ -14,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 import dbswap
 import dbswap.django
 
-from .models import Item
+from .models import Item, Loan
 
 GATE = {"reached": threading.Event(), "release": threading.Event()}
 ASYNC_GATE: dict[str, Any] = {}
@@ -91,4 +92,29 @@ def notes(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     Item.objects.create(label=f"{request.user.get_username()}: {request.POST['text']}")
+    return JsonResponse({"alias": dbswap.django.current_alias()}, status=201)
+
+
+def my_books(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's rows, read by their id (a library's "my loans" page)."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    titles = Loan.objects.filter(borrower_id=request.user.pk).values_list("title", flat=True)
+    return JsonResponse({"user": request.user.get_username(), "titles": list(titles)})
+
+
+@csrf_exempt
+def borrow(request: HttpRequest) -> HttpResponse:
+    """Records the signed-in user's id in a row."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    Loan.objects.create(borrower_id=request.user.pk, title=request.POST["title"])
+    return JsonResponse({"alias": dbswap.django.current_alias()}, status=201)
+
+
+@csrf_exempt
+def create_item(request: HttpRequest) -> JsonResponse:
+    """Writes a form's or a JSON body's label, and leaves a refused write to the framework."""
+    form = request.content_type != "application/json"
+    Item.objects.create(label=request.POST["label"] if form else json.loads(request.body)["label"])
     return JsonResponse({"alias": dbswap.django.current_alias()}, status=201)
