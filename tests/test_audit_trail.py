@@ -67,7 +67,7 @@ def test_a_switch_whose_line_cannot_be_written_does_not_commit(
     (runtime / "db-switch.log").mkdir()  # a directory in its place
     board = Switchboard(urls, runtime_dir=runtime)
     try:
-        with pytest.raises(ConfigError, match="cannot write the audit log .*nothing was switched"):
+        with pytest.raises(ConfigError, match=r"cannot write the audit log .*nothing was switched"):
             board.use("production")
         assert (board.active, board.generation) == ("local", 0)
         assert not (runtime / "db-target.json").exists()

@@ -16,8 +16,10 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import orm as sa_orm
 
 from dbhelpers import seed
 
@@ -29,7 +31,6 @@ SCRIPTS = [
     "quickstart.py",
     "pinned_block.py",
     "settings_board.py",
-    "sqlmodel_app.py",
     "background_job.py",
     "using_a_board.py",
     "read_only.py",
@@ -58,7 +59,8 @@ def test_every_python_block_is_an_example_that_runs_or_says_why_not() -> None:
     on_disk = {p.name for p in EXAMPLES.glob("*.py")}
     assert on_disk <= included, f"examples no page shows: {on_disk - included}"
     assert (
-        set(SCRIPTS) | {"fastapi_app.py", "flask_app.py", "alembic_env.py"} >= on_disk
+        set(SCRIPTS) | {"fastapi_app.py", "sqlmodel_app.py", "flask_app.py", "alembic_env.py"}
+        >= on_disk
     )  # each one run
 
 
@@ -113,7 +115,7 @@ def test_the_fastapi_example_switches_what_its_page_reads(
 ) -> None:
     from starlette.testclient import TestClient
 
-    module = _load("fastapi_app.py", app_env | {"ADMIN_TOKEN": "t0ken"}, monkeypatch)
+    module = _load("fastapi_app.py", app_env | FASTAPI_ENV, monkeypatch)
     admin = {"Authorization": "Bearer t0ken"}
     with TestClient(module["app"]) as client:  # type: ignore[arg-type]
         assert client.get("/items").json() == {"target": "local", "items": ["local-1"]}
@@ -124,6 +126,79 @@ def test_the_fastapi_example_switches_what_its_page_reads(
         assert client.get("/items").json()["items"] == ["prod-1", "prod-2"]
         refused = client.post("/api/admin/database/switch", json={"target": "local"})
         assert refused.status_code == 401
+    module["board"].close()  # type: ignore[attr-defined]
+
+
+FASTAPI_ENV = {"ADMIN_TOKEN": "t0ken", "SECRET_KEY": "docs-example-secret-0123456789"}
+# User 1 of each target: a plain user on local, the superuser on production.
+USERS = {
+    "local": ("ann@local.test", "ann-pw", False),
+    "production": ("root@prod.test", "root-pw", True),
+}
+
+
+def _seed_users(module: dict[str, Any], user: Any) -> None:
+    """The example's ``users`` table in each target, user 1 somebody else on each."""
+    board = module["board"]
+    for name, (email, password, superuser) in USERS.items():
+        engine = board.engine_for(name)
+        module["Base"].metadata.create_all(engine)
+        with sa_orm.Session(engine) as session:
+            hashed = module["hash_password"](password)
+            session.add(user(id=1, email=email, password_hash=hashed, is_superuser=superuser))
+            session.commit()
+
+
+def _switch(client: Any, **body: Any) -> None:
+    done = client.post(
+        "/api/admin/database/switch", json=body, headers={"Authorization": "Bearer t0ken"}
+    )
+    assert done.status_code == 200, done.text
+
+
+def test_the_fastapi_example_binds_its_tokens_to_their_target(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copied as it is, the example never serves a local user's token as production's
+    superuser of the same id (401), and a write of a read-only switch is a 409."""
+    from starlette.testclient import TestClient
+
+    module = _load("fastapi_app.py", app_env | FASTAPI_ENV, monkeypatch)
+    _seed_users(module, module["User"])
+
+    def log_in(client: Any, target: str) -> dict[str, str]:
+        email, password, _ = USERS[target]
+        answer = client.post("/login", data={"username": email, "password": password})
+        assert answer.status_code == 200, answer.text
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    with TestClient(module["app"]) as client:  # type: ignore[arg-type]
+        ann = log_in(client, "local")
+        assert client.get("/users/me", headers=ann).json() == {
+            "email": "ann@local.test",
+            "is_superuser": False,
+        }
+        _switch(client, target="production")
+        refused = client.get("/users/me", headers=ann)
+        assert refused.status_code == 401, refused.text  # never root, production's user 1
+        assert "'local'" in refused.json()["detail"]
+        assert client.post("/items", params={"label": "x"}, headers=ann).status_code == 401
+        root = log_in(client, "production")
+        assert client.get("/users/me", headers=root).json()["is_superuser"] is True
+        _switch(client, target="local")
+        assert client.get("/users/me", headers=root).status_code == 401
+        assert client.get("/users/me", headers=ann).json()["email"] == "ann@local.test"
+
+        _switch(client, target="production", readOnly=True)
+        root = log_in(client, "production")
+        written = client.post("/items", params={"label": "refused"}, headers=root)
+        assert written.status_code == 409, written.text
+        assert written.json()["error"] == "read_only" and written.json()["preview"] is False
+        page = client.post(
+            "/items", params={"label": "refused"}, headers=root | {"Accept": "text/html"}
+        )
+        assert page.status_code == 409 and page.headers["content-type"].startswith("text/html")
+        assert client.get("/items").json()["items"] == ["prod-1", "prod-2"]
     module["board"].close()  # type: ignore[attr-defined]
 
 
@@ -142,4 +217,48 @@ def test_the_flask_example_switches_what_its_page_reads(
         session["user"] = "admin"
     page = client.get("/admin/configuration")
     assert page.status_code == 200 and b"production" in page.data
+    board.close()
+
+
+def test_the_sqlmodel_example_binds_its_cookie_logins_to_their_target(
+    app_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Copied as it is, the example never serves a local user's cookie as production's
+    superuser of the same id (401); its sync and async SQLModel sessions follow the switch."""
+    from starlette.testclient import TestClient
+
+    module = _load("sqlmodel_app.py", app_env | {"SECRET_KEY": "sqlmodel-secret-0123"}, monkeypatch)
+    board, user = module["board"], module["User"]
+    for name, (email, password, superuser) in USERS.items():
+        engine = board.engine_for(name)
+        with sa_orm.Session(engine) as session:
+            hashed = module["hash_password"](password, email)
+            session.add(user(id=1, name=email, password_hash=hashed, is_superuser=superuser))
+            session.commit()
+
+    def log_in(client: Any, target: str) -> None:
+        email, password, _ = USERS[target]
+        answer = client.post("/login", params={"name": email, "password": password})
+        assert answer.status_code == 200, answer.text
+
+    with TestClient(module["app"]) as client:  # type: ignore[arg-type]
+        log_in(client, "local")
+        assert client.get("/me").json() == {
+            "name": "ann@local.test",
+            "is_superuser": False,
+            "target": "local",
+        }
+        assert client.post("/heroes", json={"name": "Deadpond"}).status_code == 201
+        board.use("production", user="docs")
+        refused = client.get("/me")
+        assert refused.status_code == 401, refused.text  # never root, production's user 1
+        assert client.post("/heroes", json={"name": "Spider-Boy"}).status_code == 401
+        assert client.get("/heroes").json() == []
+        log_in(client, "production")
+        assert client.get("/me").json()["is_superuser"] is True
+        assert client.post("/heroes", json={"name": "Rusty-Man"}).status_code == 201
+        assert client.get("/heroes").json() == ["Rusty-Man"]
+        board.use("local", user="docs")
+        assert client.get("/me").status_code == 401
+        assert client.get("/heroes").json() == ["Deadpond"]
     board.close()

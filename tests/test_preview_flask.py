@@ -291,8 +291,10 @@ def test_a_forged_expired_or_foreign_cookie_is_ignored_and_cleared(
 def test_a_logged_in_admin_previews_from_the_page_and_stays_logged_in(
     app: Flask, board: dbswap.Switchboard
 ) -> None:
-    """The login is checked against the shared target before the pin moves: a preview
-    of production does not drop a login made on local. Starting takes the page's token."""
+    """A preview of production does not drop a login made on local: the app's pages see
+    her as anonymous on production, dbswap's own routes still know her (so the preview
+    holds on every request), and her login is back when it ends. Starting takes the
+    page's token."""
     browser = app.test_client()
     assert browser.post("/login", data={"password": PASSWORD, "user": "alice"}).status_code == 204
     no_token = browser.post(PREVIEW, json={"target": "production"})
@@ -307,7 +309,8 @@ def test_a_logged_in_admin_previews_from_the_page_and_stays_logged_in(
     assert started.status_code == 200, started.text
     for _ in range(3):
         seen = browser.get("/tagged?client=x").get_json()
-        assert (seen["target"], seen["user"]) == ("production", "alice")
+        assert (seen["target"], seen["user"]) == ("production", None)  # not local's login
+        assert browser.get(PREVIEW).get_json()["preview"]["user"] == "alice"
     stopped = browser.post(PREVIEW, json={"stop": True}, headers={"Origin": "http://localhost"})
     assert stopped.status_code == 200 and stopped.get_json()["stopped"] is True
     seen = browser.get("/tagged?client=x").get_json()

@@ -16,6 +16,9 @@ from typing import Any
 KEY = "_dbswap_target"
 """The session key (or token claim) that holds the target a login was made on."""
 
+PREVIEW_KEY = "_dbswap_preview"
+"""The session key under which a login made during a preview waits for that preview's pages."""
+
 
 def stamp(claims: MutableMapping[str, Any], target: str) -> None:
     """Record in ``claims`` that they were issued while ``target`` was in use."""
@@ -35,9 +38,9 @@ def matches(claims: Mapping[str, Any], target: str) -> bool:
 
 def holds_login(session: Mapping[str, Any], keys: Collection[str] | None) -> bool:
     """Whether ``session`` holds something bound to a target: one of ``keys``, or
-    (``keys`` None) anything at all besides the stamp."""
+    (``keys`` None) anything at all besides dbswap's own keys."""
     if keys is None:
-        return any(key != KEY for key in session)
+        return any(key not in (KEY, PREVIEW_KEY) for key in session)
     return any(key in session for key in keys)
 
 
@@ -49,6 +52,31 @@ def unbind(session: MutableMapping[str, Any], keys: Collection[str] | None) -> N
         return
     for key in (*keys, KEY):
         session.pop(key, None)
+
+
+PreviewId = tuple[str, str, float]
+"""A preview, as a login made during it is kept for it: (admin, target, end)."""
+
+
+def kept_for_preview(
+    login: Mapping[str, Any], preview: PreviewId, keys: Collection[str] | None = None
+) -> dict[str, Any] | None:
+    """What :data:`PREVIEW_KEY` holds for a login made during ``preview`` (None: nothing
+    to keep): that login, stamped with the previewed target, for that preview only."""
+    if not holds_login(login, keys):
+        return None
+    session = {k: v for k, v in login.items() if k != PREVIEW_KEY}
+    stamp(session, preview[1])
+    return {"user": preview[0], "target": preview[1], "expires": preview[2], "session": session}
+
+
+def login_of_preview(record: object, preview: PreviewId) -> dict[str, Any]:
+    """The login ``record`` keeps for ``preview`` (empty unless it is that very preview's)."""
+    if not isinstance(record, Mapping):
+        return {}
+    session = record.get("session")
+    same = (record.get("user"), record.get("target"), record.get("expires")) == preview
+    return dict(session) if same and isinstance(session, Mapping) else {}
 
 
 def moved_message(issued_on: str, target: str) -> str:

@@ -12,6 +12,14 @@ inside ``board.pinned(target, read_only=...)``: sessions from
 ``board.sessionmaker()`` / ``async_sessionmaker()``, ``board.engine`` and
 ``board.active`` use the preview's target for that request only. The admin
 routes always see the shared state (a router dependency lifts the pin there).
+
+A Starlette cookie session (``request.session``) is one cookie for every
+target. When it holds a login bound to its target (``stamp_claims``), a
+previewed request's app sees a session of the preview's own instead: the
+admin's login waits for the preview's end, and a login made during the
+preview is kept for that preview only (``dbswap._identity``), as the Flask
+adapter does. ``authorize`` and the admin routes read her own. A session with
+no stamp (an app that binds nothing) is left as it is.
 See ``dbswap._preview`` for the cookie and what is decided.
 """
 
@@ -27,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import _identity
 from ._admin import MAX_BODY_BYTES, AdminCore, AdminError
 from ._preview import (
     COOKIE_NAME,
@@ -39,6 +48,7 @@ from ._preview import (
 from ._switchboard import Switchboard
 
 SCOPE_KEY = "dbswap.preview"  # the honoured Preview, in the ASGI scope of its request
+OWN_SESSION = "dbswap.own_session"  # the admin's own cookie session, set aside in a preview
 
 Identify = Callable[[Request], Awaitable[str]]
 
@@ -59,6 +69,10 @@ class PreviewMiddleware:
     ``authorize`` runs (a plain ``def`` in the thread pool). WebSockets pass
     through. A cookie that is forged, expired, another admin's or names an
     unknown target is ignored and cleared.
+
+    With a cookie session (``SessionMiddleware`` added after this one) that
+    holds a login stamped with its target, the app's pages see the preview's
+    own session, not the admin's (see the module docstring).
     """
 
     def __init__(
@@ -83,17 +97,20 @@ class PreviewMiddleware:
             return
         request = Request(scope)
         cookie = request.cookies.get(COOKIE_NAME)
-        if cookie is None:
-            await self.app(scope, receive, send)
-            return
-        preview = self.previews.read(cookie)
+        preview = self.previews.read(cookie) if cookie is not None else None
         if preview is not None and await self._user(request) != preview.user:
             preview = None  # another admin's cookie (or nobody's): it does nothing
+        session = scope.get("session")
         if preview is None:
-            secure = request.url.scheme == "https"
-            await self.app(scope, receive, _clearing(send, secure))
+            if isinstance(session, dict):
+                session.pop(_identity.PREVIEW_KEY, None)  # its preview has ended
+            if cookie is not None:
+                send = _clearing(send, request.url.scheme == "https")
+            await self.app(scope, receive, send)
             return
         scope[SCOPE_KEY] = preview
+        if isinstance(session, dict) and _identity.KEY in session:  # a bound login
+            send = _own_session_for(scope, session, preview, send)
         with self.board.pinned(preview.target, read_only=preview.read_only):
             await self.app(scope, receive, send)
 
@@ -111,6 +128,33 @@ class PreviewMiddleware:
         return None if value is None or value == "" else str(value)
 
 
+def _own_session_for(scope: Scope, own: dict[str, Any], preview: Preview, send: Send) -> Send:
+    """Give the app the preview's own session; keep what it did for that preview, and
+    put the admin's own back before ``SessionMiddleware`` saves it (``send``)."""
+    key = (preview.user, preview.target, preview.expires)
+    scope[OWN_SESSION] = own
+    seen = scope["session"] = _identity.login_of_preview(own.get(_identity.PREVIEW_KEY), key)
+
+    async def keeping(message: Message) -> None:
+        if message["type"] == "http.response.start" and scope.get("session") is seen:
+            record = _identity.kept_for_preview(seen, key)
+            if record is None:
+                own.pop(_identity.PREVIEW_KEY, None)
+            else:
+                own[_identity.PREVIEW_KEY] = record
+            scope["session"] = own
+        await send(message)
+
+    return keeping
+
+
+def _end_preview_login(request: Request) -> None:
+    """The admin's preview ends or is replaced: a login made during it ends now."""
+    session = request.scope.get("session")
+    if isinstance(session, dict):
+        session.pop(_identity.PREVIEW_KEY, None)
+
+
 def _clearing(send: Send, secure: bool) -> Send:
     """``send``, with the preview cookie cleared by the response."""
 
@@ -124,15 +168,19 @@ def _clearing(send: Send, secure: bool) -> Send:
     return clearing
 
 
-def see_shared_state(board: Switchboard) -> Callable[[], Awaitable[None]]:
-    """A router dependency: the admin routes see the shared state, not the caller's preview.
+def see_shared_state(board: Switchboard) -> Callable[[Request], Awaitable[None]]:
+    """A router dependency: the admin routes see the shared state, not the caller's preview,
+    and the admin's own cookie session (which ``authorize`` reads), not the preview's.
 
     ``async``, so it runs in the endpoint's own context; the middleware's block
     ends with the request and restores the rest.
     """
 
-    async def shared_state() -> None:
+    async def shared_state(request: Request) -> None:
         board._block_pin.set(None)
+        own = request.scope.get(OWN_SESSION)
+        if own is not None:
+            request.scope["session"] = own
 
     return shared_state
 
@@ -185,9 +233,11 @@ def add_preview_routes(
             if wanted.target is None:
                 return await stop(request, user)
             core.check_csrf(http._facts(request))  # starting one takes the page's token
-            payload, preview = await run_in_threadpool(previews.start, wanted, user)
+            cookie = request.cookies.get(COOKIE_NAME)  # the preview this one replaces
+            payload, preview = await run_in_threadpool(previews.start, wanted, user, cookie)
         except AdminError as exc:
             return http._error(exc)
+        _end_preview_login(request)  # a new preview starts without the last one's login
         response = JSONResponse(payload, headers=http._NO_STORE)
         response.set_cookie(
             COOKIE_NAME,
@@ -211,6 +261,7 @@ def add_preview_routes(
 
     async def stop(request: Request, user: str) -> Response:
         payload = await run_in_threadpool(previews.stop, request.cookies.get(COOKIE_NAME), user)
+        _end_preview_login(request)
         response = JSONResponse(payload, headers=http._NO_STORE)
         response.headers.append("set-cookie", cookie_header_to_clear(request.url.scheme == "https"))
         return response

@@ -23,10 +23,14 @@ that target (the same id on another target may be somebody else)::
     @app.post("/login")
     def login(form: Form, db: Annotated[Session, Depends(get_db)]) -> dict[str, str]:
         user = ...                                   # read through db
-        return {"token": sign(stamp_claims({"sub": user.id}, db.dbswap_target))}
+        return {"token": sign(stamp_claims({"sub": user.id}, db))}
 
     bound = bound_to_target(board, token_claims, session=get_db)   # token_claims: the app's own
     Claims = Annotated[Mapping[str, Any], Depends(bound)]          # use it as any dependency
+
+A write that a read-only target refuses (a read-only switch or preview) is a
+409 rather than a 500 with ``app.add_exception_handler(ReadOnlyTarget,
+read_only_refused)``.
 
 Every decision (statuses, messages, payloads, CSRF) lives in ``dbswap._admin``,
 shared with the other adapters; this module only translates requests and
@@ -40,7 +44,7 @@ import functools
 import inspect
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 try:
@@ -63,9 +67,10 @@ from ._admin import (
     Forbidden,
     NotAuthenticated,
     page_headers,
+    read_only_refusal,
 )
 from ._csrf import COOKIE_NAME, RequestFacts
-from ._errors import ConfigError
+from ._errors import ConfigError, ReadOnlyTarget
 from ._ops_fastapi import ops_router
 from ._preview_fastapi import (
     PreviewMiddleware,
@@ -74,6 +79,10 @@ from ._preview_fastapi import (
     see_shared_state,
 )
 from ._switchboard import Switchboard
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.orm import Session
 
 __all__ = [
     "TARGET_CLAIM",
@@ -86,6 +95,7 @@ __all__ = [
     "bound_to_target",
     "current_preview",
     "ops_router",
+    "read_only_refused",
     "stamp_claims",
 ]
 
@@ -441,14 +451,14 @@ def _error(exc: AdminError) -> JSONResponse:
 # -- identity bound to its target -----------------------------------------------
 
 
-def stamp_claims(claims: Mapping[str, Any], target: str) -> dict[str, Any]:
+def stamp_claims(claims: Mapping[str, Any], target: str | Session | AsyncSession) -> dict[str, Any]:
     """``claims`` plus the target they are issued on, to sign into a token or cookie at log-in.
 
-    ``target`` is where the log-in read the user: ``db.dbswap_target`` of the
-    session that did (``db.sync_session.dbswap_target`` for an ``AsyncSession``).
+    ``target`` is where the log-in read the user: the pinned session that did
+    (sync or async), or its target's name.
     """
     stamped = dict(claims)
-    _identity.stamp(stamped, target)
+    _identity.stamp(stamped, target if isinstance(target, str) else _session_target(target))
     return stamped
 
 
@@ -508,7 +518,54 @@ def _session_target(db: Any) -> str:
     target = getattr(getattr(db, "sync_session", db), "dbswap_target", None)
     if not isinstance(target, str):
         raise ConfigError(
-            "bound_to_target(session=...) needs a dependency that gives a pinned session: "
-            "one from board.sessionmaker() or board.async_sessionmaker()"
+            "a pinned session is needed (one from board.sessionmaker() or "
+            "board.async_sessionmaker()), to tell which target a login belongs to"
         )
     return target
+
+
+# -- a write refused by a read-only target ----------------------------------------
+
+
+async def read_only_refused(request: Request, exc: Exception) -> Response:
+    """An exception handler: a write that a read-only target refused is a 409, never a 500.
+
+    ``app.add_exception_handler(ReadOnlyTarget, read_only_refused)``. JSON
+    (``{"error": "read_only", ...}``) unless the client prefers HTML (a browser's
+    form), which gets a small page. In a request pinned by ``PreviewMiddleware``
+    the advice is a writable preview, never a writable switch (which would move
+    everybody).
+    """
+    if not isinstance(exc, ReadOnlyTarget):
+        raise exc
+    refusal = read_only_refusal(exc.target, previewing=current_preview(request) is not None)
+    if not _prefers_html(request.headers.get("accept")):
+        return _error(refusal)
+    nonce = secrets.token_urlsafe(16)
+    html = AdminCore.render_error_page(refusal.status, refusal.message, script_nonce=nonce)
+    return HTMLResponse(html, status_code=refusal.status, headers=page_headers(nonce))
+
+
+def _prefers_html(accept: str | None) -> bool:
+    """Whether an ``Accept`` header ranks ``text/html`` above ``application/json``."""
+    ranks: dict[str, float] = {}
+    for part in (accept or "").split(","):
+        media, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media:
+            ranks[media.lower()] = quality
+
+    def rank(media: str) -> float:  # the most specific range that matches
+        for key in (media, media.split("/")[0] + "/*", "*/*"):
+            if key in ranks:
+                return ranks[key]
+        return 0.0
+
+    return rank("text/html") > rank("application/json")

@@ -36,16 +36,24 @@ From then on dbswap decides the default bind: each request is pinned, when it
 begins, to the target active at that moment, and ``db.session``, ``db.engine``
 and ``db.create_all()`` use that target until the request ends, even if a switch
 happens meanwhile. Models with a ``__bind_key__`` (``SQLALCHEMY_BINDS``) keep
-their own database; dbswap does not switch those.
+their own database; dbswap does not switch those. Two configs make dbswap step
+aside for an app, loudly, leaving it Flask-SQLAlchemy's own engine: a test
+config (``TESTING``) that names its own database, and a
+``SQLALCHEMY_DATABASE_URI`` that is the environment's ``DATABASE_URL`` (a
+deploy's one database) and not a target. Any other URI that is not a target
+is a ``ConfigError``.
 
 A login belongs to the target it was made on: when ``flask.session`` gets
-data while a request is pinned to a target (a log-in), dbswap stamps that
-target in it, and a request pinned to another target finds the session
-emptied, before any of the app's ``before_request`` functions reads it: the
-visitor is logged out, never taken for the other database's user of the same
-id. ``bound_session_keys=("user_id",)`` empties only those keys (an admin flag
-of a password log-in survives a switch); ``shared_identity=True`` turns this
-off, for apps whose users have the same ids in every target.
+data (a log-in), dbswap stamps the active target in it, and a request on
+another target finds the session emptied, before any of the app's
+``before_request`` functions reads it: the visitor is logged out, never taken
+for the other database's user of the same id. In an admin's preview the app's
+pages see a session of the preview's own (``dbswap._request_flask``, where each
+request's target and login are decided). ``bound_session_keys=("user_id",)``
+binds only those keys (an admin flag of a password log-in survives a switch);
+``shared_identity=True`` binds nothing, for apps whose users have the same ids
+in every target. A write that a read-only target refuses is answered 409
+(JSON, or a small page for browsers), never 500.
 
 Every decision of the admin routes (statuses, messages, CSRF) lives in
 ``dbswap._admin``, shared with the FastAPI and Django adapters.
@@ -55,42 +63,29 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 try:
     import sqlalchemy as sa
-    from flask import (
-        Blueprint,
-        Flask,
-        Response,
-        current_app,
-        g,
-        has_app_context,
-        request,
-        session,
-        url_for,
-    )
+    from flask import Blueprint, Flask, Response, current_app, request, url_for
     from flask.globals import app_ctx
     from flask.typing import ResponseReturnValue
     from flask_sqlalchemy import SQLAlchemy
     from flask_sqlalchemy.session import Session as _FlaskSQLAlchemySession
     from sqlalchemy import Engine
-    from werkzeug.exceptions import HTTPException
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         f"dbswap.flask needs Flask and Flask-SQLAlchemy ({exc.name} is not installed): "
         "pip install 'dbswap[flask]'"
     ) from None
 
-from . import _identity
+from . import _request_flask
 from ._admin import (
     MAX_BODY_BYTES,
     AdminCore,
@@ -98,14 +93,30 @@ from ._admin import (
     Forbidden,
     NotAuthenticated,
     page_headers,
+    read_only_refusal,
 )
-from ._csrf import COOKIE_NAME, RequestFacts
-from ._errors import ConfigError
+from ._csrf import COOKIE_NAME
+from ._errors import ConfigError, ReadOnlyTarget
 from ._masking import mask_url
 from ._ops_flask import ops_blueprint
-from ._preview_flask import current_preview, preview_view
 from ._preview_flask import install as install_previews
+from ._preview_flask import preview_view
 from ._readiness import READINESS_PATH
+from ._request_flask import (
+    EXTENSION,
+    AppState,
+    Aside,
+    Authorize,
+    current_board,
+    current_pin,
+    current_preview,
+    error_response,
+    identify,
+    json_response,
+    read_body,
+    request_facts,
+    state,
+)
 from ._sessions import PinnedSession
 from ._switchboard import Switchboard
 from ._targets import normalize_url
@@ -122,47 +133,8 @@ __all__ = [
     "current_preview",
 ]
 
-Authorize = Callable[[], object]
-"""Return the acting user's id, or raise NotAuthenticated (401) / Forbidden (403) / abort()."""
-
-EXTENSION = "dbswap"
 logger = logging.getLogger("dbswap")
-_PIN = "_dbswap_pin"  # the request's (target, read-only, engine), in flask.g
-_NO_STORE = {"Cache-Control": "no-store"}
-_Pin = tuple[str, bool, Engine]
-
-
-@dataclass(frozen=True)
-class _AppState:
-    """What ``init_app`` keeps in ``app.extensions["dbswap"]``."""
-
-    board: Switchboard
-    core: AdminCore
-    authorize: Authorize | None
-    login_url: str | None
-    home_url: str
-    follows: bool = True  # False: a test config named its own database; dbswap steps aside
-    bound_keys: frozenset[str] | None = None  # the session keys a switch empties (None: all)
-
-
-def current_board() -> Switchboard:
-    """The board of the current Flask app (needs an app context)."""
-    return _state(current_app).board
-
-
-def _state(app: Flask) -> _AppState:
-    state = app.extensions.get(EXTENSION)
-    if not isinstance(state, _AppState):
-        raise RuntimeError(
-            "dbswap is not initialised on this Flask app: call DBSwap(app) or swap.init_app(app)"
-        )
-    return state
-
-
-def _pin(board: Switchboard) -> _Pin:
-    """The current request's pin, or (outside a request) the target active right now."""
-    pinned: _Pin | None = g.get(_PIN) if has_app_context() else None
-    return pinned if pinned is not None else board._pin(False)
+DEPLOY_VARIABLE = "DATABASE_URL"  # a deploy's one database: not a target (see _check_database_uri)
 
 
 # -- db.session ----------------------------------------------------------------
@@ -182,7 +154,7 @@ class Session(PinnedSession, _FlaskSQLAlchemySession):
         # An explicit bind, or an app dbswap steps aside for (a test config's own
         # database): not pinned; Flask-SQLAlchemy's own get_bind picks the engine.
         self._dbswap_explicit = (
-            bind is not None or bool(kw.get("binds")) or not _state(app_ctx.app).follows
+            bind is not None or bool(kw.get("binds")) or not _request_flask.follows(app_ctx.app)
         )
         if not self._dbswap_explicit:
             self._dbswap_pin()
@@ -190,7 +162,7 @@ class Session(PinnedSession, _FlaskSQLAlchemySession):
     def _dbswap_pin(self) -> Engine:
         board = current_board()
         _follow(self._db, app_ctx.app, board)  # in case db.init_app ran after DBSwap.init_app
-        pinned = _pin(board)
+        pinned = current_pin(board)
         self._dbswap_pinned, self.bind = pinned, pinned[2]
         count = board._observer.count_session  # metrics on: count the pin
         if count is not None:
@@ -233,7 +205,7 @@ class _FollowingEngines(Mapping[str | None, Engine]):
         self._others = {key: engine for key, engine in others.items() if key is not None}
 
     def __getitem__(self, key: str | None) -> Engine:
-        return _pin(self._board)[2] if key is None else self._others[key]
+        return current_pin(self._board)[2] if key is None else self._others[key]
 
     def __iter__(self) -> Iterator[str | None]:
         yield None
@@ -255,20 +227,41 @@ def _follow(db: SQLAlchemy, app: Flask, board: Switchboard) -> None:
     by_app[app] = _FollowingEngines(board, engines)
 
 
+def _configured_uri(app: Flask) -> str | None:
+    uri = app.config.get("SQLALCHEMY_DATABASE_URI")
+    if uri is None:
+        return None
+    return uri.render_as_string(hide_password=False) if isinstance(uri, sa.URL) else str(uri)
+
+
+def _deploy_url(app: Flask) -> str | None:
+    """The app's ``SQLALCHEMY_DATABASE_URI``, if it is the environment's ``DATABASE_URL``.
+
+    Deploy systems name an app's one database there, and apps (flaskr among them)
+    put it in their config as it is: that database was chosen by the deploy.
+    """
+    uri = _configured_uri(app)
+    return uri if uri is not None and uri == os.environ.get(DEPLOY_VARIABLE) else None
+
+
+def _is_target(app: Flask, board: Switchboard, url: str) -> bool:
+    """Whether ``url``, as Flask-SQLAlchemy opens it, is one of the board's targets."""
+    return normalize_url(url, Path(app.instance_path)) in {t.url for t in board.targets.values()}
+
+
 def _check_database_uri(app: Flask, board: Switchboard) -> bool:
     """SQLALCHEMY_DATABASE_URI: the default target's URL unless set; never another database.
 
     A relative SQLite path is a file in the app's instance folder, as Flask-SQLAlchemy
     opens it. Returns False when dbswap steps aside: a test config (``TESTING``) that
-    names its own database keeps it, with Flask-SQLAlchemy's own engine.
+    names its own database keeps it, with Flask-SQLAlchemy's own engine. (The
+    environment's ``DATABASE_URL`` is ``init_app``'s business, before this.)
     """
-    default_url = board.url_for(board.default_target)
-    uri = app.config.get("SQLALCHEMY_DATABASE_URI")
-    if uri is None:
-        app.config["SQLALCHEMY_DATABASE_URI"] = default_url
+    text = _configured_uri(app)
+    if text is None:
+        app.config["SQLALCHEMY_DATABASE_URI"] = board.url_for(board.default_target)
         return True
-    text = uri.render_as_string(hide_password=False) if isinstance(uri, sa.URL) else str(uri)
-    if normalize_url(text, Path(app.instance_path)) in {t.url for t in board.targets.values()}:
+    if _is_target(app, board, text):
         return True
     if app.testing:
         logger.warning(
@@ -282,7 +275,8 @@ def _check_database_uri(app: Flask, board: Switchboard) -> bool:
     raise ConfigError(
         "SQLALCHEMY_DATABASE_URI names a database that is not a dbswap target; dbswap "
         "decides the default bind, so leave it unset (dbswap sets the default target's "
-        "URL) or set it to one of the targets' DATABASE_URL_<NAME>"
+        "URL) or set it to one of the targets' DATABASE_URL_<NAME> (a deploy's own "
+        "database: the environment's DATABASE_URL, as it is, makes dbswap step aside)"
     )
 
 
@@ -371,8 +365,22 @@ class DBSwap:
     def init_app(self, app: Flask, db: SQLAlchemy | None = None) -> None:
         if EXTENSION in app.extensions:
             raise RuntimeError("dbswap is already initialised on this Flask app")
-        board = self._board if self._board is not None else _board_from_env(app)
         db = _database(app, db)
+        deployed = _deploy_url(app) if db is not None else None
+        board = self._board
+        if board is None:
+            try:
+                board = _board_from_env(app)
+            except ConfigError as exc:
+                if db is None or deployed is None:
+                    raise
+                _step_aside(app, db, deployed, f"no dbswap target is usable here ({exc})")
+                return
+        if db is not None and deployed is not None and not _is_target(app, board, deployed):
+            if self._board is None:
+                board.close()  # built for this app, which will not use it
+            _step_aside(app, db, deployed, "it is not a dbswap target")
+            return
         follows = db is None or _check_database_uri(app, board)
         secret = self._csrf_secret
         if secret is None and app.config.get("SECRET_KEY"):
@@ -386,30 +394,26 @@ class DBSwap:
             switch_timeout=self._timeouts[0],
             check_timeout=self._timeouts[1],
         )
-        app.extensions[EXTENSION] = _AppState(
+        app.extensions[EXTENSION] = AppState(
             board,
             core,
             self._authorize,
             self._login_url,
             self._home_url,
             follows,
+            not self._shared_identity,
             self._bound_keys,
         )
         if follows:
-            # First: the app's own functions, registered before init_app or after,
-            # find the request pinned and a foreign login already dropped.
-            before = app.before_request_funcs.setdefault(None, [])
-            before.insert(0, _pin_request)
-            app.teardown_request(_unpin_request)
-            if not self._shared_identity:
-                before.insert(1, _drop_foreign_login)
-                # after_request functions run last-registered first: this one runs last.
-                app.after_request_funcs.setdefault(None, []).insert(0, _stamp_login)
+            # First: the app's own functions, registered before init_app or after, find
+            # the request pinned (to a preview, for its admin) and its login checked.
+            _request_flask.install(app)
+            app.register_error_handler(ReadOnlyTarget, _read_only_refused)
         if db is not None:
             _init_db(app, board, db, follows)
         if self._authorize is not None:
             app.register_blueprint(_admin_blueprint(), url_prefix=self._url_prefix)
-            install_previews(app, board, secret, pins=follows)  # admins' own previews
+            install_previews(app, board, secret)  # admins' own previews
         if self._ops != (None, None):
             readiness_path, metrics_path = self._ops
             app.register_blueprint(
@@ -437,7 +441,7 @@ def _database(app: Flask, db: SQLAlchemy | None) -> SQLAlchemy | None:
     return db if db is not None else registered
 
 
-def _init_db(app: Flask, board: Switchboard, db: SQLAlchemy, follows: bool) -> None:
+def _init_db(app: Flask, board: Switchboard | None, db: SQLAlchemy, follows: bool) -> None:
     if app.extensions.get("sqlalchemy") is None:
         db.init_app(app)
     session_class = getattr(db.session.session_factory, "class_", None)
@@ -446,34 +450,41 @@ def _init_db(app: Flask, board: Switchboard, db: SQLAlchemy, follows: bool) -> N
             "db.session does not follow dbswap: create the extension with "
             'SQLAlchemy(session_options={"class_": dbswap.flask.Session})'
         )
-    if follows:
+    if follows and board is not None:
         _follow(db, app, board)
-    # else: Flask-SQLAlchemy's own engine serves the test config's database (no pin)
+    # else: Flask-SQLAlchemy's own engine serves the app's own database (no pin)
 
 
-def _pin_request() -> None:
-    # The whole request uses the target active when it began (read-only mode included).
-    g.setdefault(_PIN, current_board()._pin(False))
+def _step_aside(app: Flask, db: SQLAlchemy, url: str, why: str) -> None:
+    """The deploy environment named the app's one database: dbswap stays out of its way, loudly."""
+    reason = (
+        f"dbswap steps aside for Flask app {app.name!r}: its SQLALCHEMY_DATABASE_URI is the "
+        f"environment's {DEPLOY_VARIABLE} ({mask_url(url)}), and {why}"
+    )
+    logger.warning(
+        "%s; the app uses that database through Flask-SQLAlchemy's own engine: no request is "
+        "pinned or switched, and dbswap serves no admin route and no `flask dbswap` command",
+        reason,
+    )
+    app.extensions[EXTENSION] = Aside(reason)
+    _init_db(app, None, db, follows=False)
 
 
-def _unpin_request(exc: BaseException | None) -> None:
-    g.pop(_PIN, None)
+def _read_only_refused(exc: ReadOnlyTarget) -> Response:
+    """A write the read-only target refused: 409 (JSON, or a page for browsers), never a 500.
 
-
-def _drop_foreign_login() -> None:
-    # `in` does not mark the session accessed: a visitor without a stamp costs nothing.
-    pinned: _Pin = getattr(g, _PIN)
-    if _identity.KEY in session and not _identity.matches(session, pinned[0]):
-        _identity.unbind(session, _state(current_app).bound_keys)
-
-
-def _stamp_login(response: Response) -> Response:
-    # A session that got a login during this request: it belongs to the request's target.
-    pinned: _Pin | None = g.get(_PIN)
-    keys = _state(current_app).bound_keys
-    if pinned is not None and _identity.KEY not in session and _identity.holds_login(session, keys):
-        _identity.stamp(session, pinned[0])
-    return response
+    In a preview the advice is a writable preview (only the admin's requests), never a
+    writable switch (everybody's).
+    """
+    refusal = read_only_refusal(exc.target, previewing=current_preview() is not None)
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) != "text/html":
+        return error_response(refusal)
+    nonce = secrets.token_urlsafe(16)
+    home = state(current_app).home_url
+    html = AdminCore.render_error_page(
+        refusal.status, refusal.message, script_nonce=nonce, home=home
+    )
+    return Response(html, refusal.status, headers=page_headers(nonce), mimetype="text/html")
 
 
 # -- the admin blueprint ---------------------------------------------------------
@@ -491,64 +502,50 @@ def _admin_blueprint() -> Blueprint:
     return blueprint
 
 
-def _identify(state: _AppState) -> str:
-    if state.authorize is None:  # pragma: no cover - the blueprint needs authorize
-        raise Forbidden()
-    try:
-        value = state.authorize()
-    except HTTPException as exc:  # abort(401) / abort(403) in the app's authorize
-        status = exc.code if exc.code is not None and 400 <= exc.code < 500 else 403
-        raise AdminError(
-            state.board.mask(str(exc.description or exc.name)),
-            status=status,
-            code="not_authenticated" if status == 401 else "refused",
-        ) from None
-    return state.core.user_id(value)
-
-
 def _status_view() -> Response:
-    state = _state(current_app)
+    app_state = state(current_app)
     try:
-        _identify(state)
+        identify(app_state)
     except AdminError as exc:
-        return _error(exc)
-    return _json(state.core.status())
+        return error_response(exc)
+    return json_response(app_state.core.status())
 
 
 def _switch_view() -> Response:
-    state = _state(current_app)
+    app_state = state(current_app)
     try:
-        user = _identify(state)
-        state.core.check_csrf(_facts())
-        body = _read_body(MAX_BODY_BYTES + 1)
-        wanted = state.core.parse_switch(body, request.headers.get("Content-Type"))
-        result = state.core.switch(wanted, user)
+        user = identify(app_state)
+        app_state.core.check_csrf(request_facts())
+        body = read_body(MAX_BODY_BYTES + 1)
+        wanted = app_state.core.parse_switch(body, request.headers.get("Content-Type"))
+        result = app_state.core.switch(wanted, user)
     except AdminError as exc:
-        return _error(exc)
-    return _json(result)
+        return error_response(exc)
+    return json_response(result)
 
 
 def _history_view() -> Response:
-    state = _state(current_app)
+    app_state = state(current_app)
     try:
-        _identify(state)
-        payload = state.core.history(request.args.getlist("limit"))
+        identify(app_state)
+        payload = app_state.core.history(request.args.getlist("limit"))
     except AdminError as exc:
-        return _error(exc)
-    return _json(payload)
+        return error_response(exc)
+    return json_response(payload)
 
 
 def _page_view() -> ResponseReturnValue:
-    state, core = _state(current_app), _state(current_app).core
+    app_state = state(current_app)
+    core = app_state.core
     nonce = secrets.token_urlsafe(16)
     try:
-        user = _identify(state)
+        user = identify(app_state)
     except AdminError as exc:
-        if exc.status == 401 and state.login_url is not None:
+        if exc.status == 401 and app_state.login_url is not None:
             query = urlencode({"next": request.path})
-            return current_app.redirect(f"{state.login_url}?{query}", 303)
+            return current_app.redirect(f"{app_state.login_url}?{query}", 303)
         html = core.render_error_page(
-            exc.status, exc.message, script_nonce=nonce, home=state.home_url
+            exc.status, exc.message, script_nonce=nonce, home=app_state.home_url
         )
         return Response(
             html, exc.status, headers=page_headers(nonce) | exc.headers, mimetype="text/html"
@@ -561,7 +558,7 @@ def _page_view() -> ResponseReturnValue:
         script_nonce=nonce,
         health=core.health(),
         history=core.history(())["entries"],
-        home=state.home_url,
+        home=app_state.home_url,
     )
     response = Response(html, headers=page_headers(nonce), mimetype="text/html")
     if new_cookie is not None:
@@ -574,32 +571,3 @@ def _page_view() -> ResponseReturnValue:
             path="/",
         )
     return response
-
-
-def _facts() -> RequestFacts:
-    return RequestFacts(
-        origin=f"{request.scheme}://{request.host}",
-        headers=dict(request.headers.items()),
-        cookies=dict(request.cookies.items()),
-    )
-
-
-def _read_body(limit: int) -> bytes:
-    """At most ``limit`` bytes: a huge body is refused without holding it all in memory."""
-    body = bytearray()
-    while len(body) < limit:
-        chunk = request.stream.read(limit - len(body))
-        if not chunk:
-            break
-        body += chunk
-    return bytes(body)
-
-
-def _json(payload: Mapping[str, Any], status: int = 200, **headers: str) -> Response:
-    return Response(
-        json.dumps(payload), status, headers=_NO_STORE | headers, mimetype="application/json"
-    )
-
-
-def _error(exc: AdminError) -> Response:
-    return _json(exc.body(), exc.status, **exc.headers)
