@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._changes import Change
     from ._defaults import (
         default_board,
         get_active_target,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _HOMES = {
+    "Change": "._changes",
     "ConfigError": "._errors",
     "DBSwapError": "._errors",
     "DrainTimeout": "._errors",
@@ -71,6 +73,7 @@ _HOMES = {
 }
 
 __all__ = [
+    "Change",
     "ConfigError",
     "DBSwapError",
     "DrainTimeout",

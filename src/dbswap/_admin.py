@@ -31,6 +31,7 @@ from ._errors import (
     TargetUnavailable,
     UnknownTarget,
 )
+from ._followers import Acknowledgement, Follower
 from ._health import Health
 from ._switchboard import PRODUCTION, Switchboard
 from ._targets import check_seconds
@@ -42,9 +43,19 @@ logger = logging.getLogger("dbswap")
 EXPECTED_BODY = (
     '{"useProduction": true|false} or {"target": "<name>"}, '
     'optionally with "readOnly": true|false, "ignoreSchema": true|false, '
-    '"forSeconds": 1 to 604800 (the switch ends on its own) and "thenTarget": "<name>"'
+    '"forSeconds": 1 to 604800 (the switch ends on its own), "thenTarget": "<name>" and '
+    '"wait": 0 to 60 (seconds to wait for every process to follow)'
 )
-_FIELDS = ("useProduction", "target", "readOnly", "ignoreSchema", "forSeconds", "thenTarget")
+_FIELDS = (
+    "useProduction",
+    "target",
+    "readOnly",
+    "ignoreSchema",
+    "forSeconds",
+    "thenTarget",
+    "wait",
+)
+MAX_API_WAIT = 60.0
 MAX_BODY_BYTES = 16 * 1024
 MAX_TARGET_CHARS = 64
 DEFAULT_HISTORY = 20
@@ -191,6 +202,7 @@ class SwitchRequest:
     ignore_schema: bool = False
     for_seconds: float | None = None  # the switch ends on its own after this long
     then: str | None = None  # and returns there (None: where it came from)
+    wait: float | None = None  # seconds to wait for the followers (None: do not)
 
 
 class AdminCore:
@@ -250,6 +262,7 @@ class AdminCore:
             "secondsLeft": round(limit.seconds_left, 1) if limit else None,
             "returnProblem": board.mask(limit.problem) if limit and limit.problem else None,
             "defaultTarget": board.default_target,
+            "followers": followers_payload(board.followers(), state.generation),
             "targets": [
                 {
                     "name": name,
@@ -297,9 +310,17 @@ class AdminCore:
             flag = data.get(flag_name, False)
             if not isinstance(flag, bool) and not (flag_name == "readOnly" and flag is None):
                 raise _invalid(f"'{flag_name}' must be true or false, not {_json_type(flag)}")
+        wait = data.get("wait")
+        if wait is not None and (
+            not isinstance(wait, (int, float))
+            or isinstance(wait, bool)
+            or not 0 <= wait <= MAX_API_WAIT
+        ):
+            raise _invalid(f"'wait' must be a number of seconds from 0 to {MAX_API_WAIT:g}")
         options = {
             "read_only": data.get("readOnly"),
             "ignore_schema": data.get("ignoreSchema", False),
+            "wait": None if wait is None else float(wait),
             **_time_limit(data),
         }
         if "useProduction" in data:
@@ -327,6 +348,7 @@ class AdminCore:
                 lock_timeout=self.switch_timeout + 2,  # an HTTP client should not hang on a peer
                 for_=request.for_seconds,
                 then=request.then,
+                wait=request.wait,
             )
         except UnknownTarget as exc:
             raise AdminError(
@@ -376,6 +398,7 @@ class AdminCore:
             "returnTo": result.return_to,
             "hotSwap": True,
             "requiresRestart": False,
+            **_acknowledged(result.acknowledgement),
         }
 
     # -- the page --------------------------------------------------------------
@@ -477,6 +500,34 @@ def _time_limit(data: Mapping[str, Any]) -> dict[str, Any]:
             raise _invalid("'thenTarget' needs 'forSeconds' (where a time-boxed switch returns)")
         then = then.strip().lower()
     return {"for_seconds": None if seconds is None else float(seconds), "then": then}
+
+
+def followers_payload(found: list[Follower] | None, generation: int) -> dict[str, Any] | None:
+    """How many processes on how many hosts follow the state, and which lag (None: unknown)."""
+    if found is None:
+        return None
+    lagging = [f for f in found if f.generation < generation]
+    return {
+        "total": len(found),
+        "hosts": len({f.host for f in found}),
+        "current": len(found) - len(lagging),
+        "lagging": [f.to_dict() for f in lagging],
+        "processes": [f.to_dict() for f in found],
+    }
+
+
+def _acknowledged(ack: Acknowledgement | None) -> dict[str, Any]:
+    """A switch with ``wait``: who serves the new generation (``acknowledged`` of ``followers``)."""
+    if ack is None:
+        return {}
+    followers = [
+        f.to_dict() | {"acknowledged": f.generation >= ack.generation} for f in ack.followers or ()
+    ]
+    return {
+        "acknowledged": ack.acknowledged if ack.followers is not None else None,
+        "followers": followers if ack.followers is not None else None,
+        "waitedMs": round(ack.seconds * 1000, 1),
+    }
 
 
 def _json_error(exc: Exception) -> str:

@@ -36,7 +36,11 @@ class UnknownTarget(DBSwapError, LookupError):
         choices = ", ".join(self.known) or "none (set DATABASE_URL_<NAME> variables)"
         # repr() escapes what a terminal or a page could not show; a long name is cut.
         shown = repr(target[:100]) + ("..." if len(target) > 100 else "")
-        super().__init__(f"unknown target {shown}; known targets: {choices}")
+        from difflib import get_close_matches  # (only when a name is wrong)
+
+        close = get_close_matches(target[:100], self.known, n=1, cutoff=0.7)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"unknown target {shown}; known targets: {choices}{guess}")
 
     def __str__(self) -> str:  # LookupError would quote the message like a key
         return str(self.args[0])

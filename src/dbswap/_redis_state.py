@@ -44,10 +44,12 @@ from ._files import read_file
 from ._masking import mask_text, mask_url
 from ._redis_notice import LOCK_LEASE, LockNotice
 from ._state import MAX_STATE_BYTES, STATE_MODE, Signal, State, StateUnreadable, _lock_reason
+from ._watch import EventWatcher, Watcher
 
 logger = logging.getLogger("dbswap")
 SHARED_AUDIT_LINES = 10_000  # the fleet's audit list in Redis keeps the newest this many
 HOST_CACHE_FILE = "db-target.redis-cache.json"  # this host's last state seen, in cache_dir
+FOLLOWER_TTL = 3.0  # seconds a follower's record outlives its last heartbeat (SIGKILL...)
 
 # The value only if it can be a state: a wrong type or a huge value is described, not sent.
 _READ = """
@@ -150,6 +152,7 @@ class RedisStateStore:
         self.on_restored: Callable[[State, str], None] | None = None
         self._version = memoryview(bytearray(8)).cast("Q")  # bumped when _cached changes
         self._version_lock = threading.Lock()
+        self._watchers: weakref.WeakSet[EventWatcher] = weakref.WeakSet()
         self._cached: State | None = _read_host_cache(self._host_cache, prefix)
         self._from_host_cache = self._cached is not None
         self._answered = False  # Redis answered once: "no state" then means never switched
@@ -209,6 +212,8 @@ class RedisStateStore:
                 return  # nothing new, or older than what we know: generations never go back
             self._cached = state
             self._version[0] = (self._version[0] + 1) % 2**64
+        for watcher in list(self._watchers):
+            watcher.event.set()  # follower threads: look now
         self._save_host_cache(state)
 
     def _settle(self, state: State | None) -> None:
@@ -506,6 +511,31 @@ class RedisStateStore:
         self._settle(state)
 
     # -- the fleet's audit trail ------------------------------------------------
+
+    def watcher(self) -> Watcher:
+        watcher = EventWatcher()
+        self._watchers.add(watcher)
+        return watcher
+
+    def revalidate(self) -> None:
+        return None  # the listener keeps the state fresh
+
+    def publish_follower(self, ident: str, record: str) -> None:
+        key = f"{self._prefix}:follower:{ident}"
+        with contextlib.suppress(*self._errors):  # away: the next heartbeat tries again
+            self._client.set(key, record, px=int(FOLLOWER_TTL * 1000))
+
+    def withdraw_follower(self, ident: str) -> None:
+        with contextlib.suppress(*self._errors):
+            self._client.delete(f"{self._prefix}:follower:{ident}")
+
+    def followers(self) -> list[str] | None:
+        try:
+            keys = list(self._client.scan_iter(match=f"{self._prefix}:follower:*", count=1000))
+            values = self._client.mget(keys) if keys else []
+        except self._errors:
+            return None
+        return [v.decode("utf-8", "replace") for v in values if v is not None]
 
     def revoke(self, token: str, until: float) -> None:
         ttl = max(1, math.ceil((until - time.time()) * 1000))

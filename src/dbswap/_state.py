@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -39,6 +40,7 @@ else:
 
 from ._errors import SwitchLocked
 from ._files import NOT_A_LINK, link_refused, open_file, read_file
+from ._watch import DirectoryWatcher, Watcher
 
 logger = logging.getLogger("dbswap")
 
@@ -46,6 +48,7 @@ STATE_FILE = "db-target.json"
 COUNTER_FILE = "db-target.gen"
 LOCK_NOTICE_FILE = "db-target.production-lock"  # flocked (shared) by every locked process
 REVOKED_FILE = "db-previews.revoked"  # "<token> <until>" lines: previews stopped early
+FOLLOWERS_DIR = "followers"  # one file per following process, flocked while it lives
 MAX_REVOKED_BYTES = 1 << 20
 REVALIDATE = 1.0  # seconds: readers stat() at least this often, bump or not
 MAX_STATE_BYTES = 65536  # a real state is ~150 bytes: anything far bigger is garbage
@@ -201,6 +204,21 @@ class StateStore(Protocol):
     def revoked(self, token: str) -> bool:
         """Whether ``token`` was revoked (True too when that cannot be told)."""
 
+    def watcher(self) -> Watcher:
+        """What a follower thread waits on: woken when the state may have changed."""
+
+    def revalidate(self) -> None:
+        """The next ``current()`` reads the store afresh (a watcher woke us)."""
+
+    def publish_follower(self, ident: str, record: str) -> None:
+        """This process follows the state: ``record`` (JSON) says how, until it ends."""
+
+    def withdraw_follower(self, ident: str) -> None:
+        """This process no longer follows the state."""
+
+    def followers(self) -> list[str] | None:
+        """The records of every live follower (JSON); None: cannot tell right now."""
+
     def share_audit(self, line: str) -> None:
         """Keep an audit line where every host sharing the state reads it (or do nothing)."""
 
@@ -258,6 +276,7 @@ class FileStateStore:
         self._lock_notice: int | None = None  # descriptor of our flocked lock notice
         self._counter_refused = False  # the counter is a planted link (said once)
         self._revoked: tuple[tuple[int, int, int], frozenset[str]] | None = None
+        self._presence: dict[str, int] = {}  # this process's follower files (descriptors)
 
     def describe(self) -> str:
         return str(self.path)
@@ -293,6 +312,80 @@ class FileStateStore:
             return True  # cannot tell (a planted link, no permission): refuse the token
         return token in known[1]
 
+    def watcher(self) -> Watcher:
+        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        last = [self._stamp()]
+
+        def changed() -> bool:
+            now = self._stamp()
+            if now == last[0]:
+                return False
+            last[0] = now
+            return True
+
+        return DirectoryWatcher(self.runtime_dir, changed)
+
+    def _stamp(self) -> int | None:
+        counter = self._counter or self._open_counter()
+        return counter.read() if counter is not None else None
+
+    def revalidate(self) -> None:
+        self._fast = (None, 0.0, None)
+
+    def publish_follower(self, ident: str, record: str) -> None:
+        if sys.platform == "win32":  # pragma: no cover - no flock: followers are not counted
+            return
+        fd = self._presence.get(ident)
+        if fd is None:
+            directory = self.runtime_dir / FOLLOWERS_DIR
+            directory.mkdir(parents=True, exist_ok=True)
+            # Locked before it has its name: a reader never finds it free and removes it.
+            temporary = directory / f".{ident}.tmp"
+            fd = open_file(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC, STATE_MODE)
+            fcntl.flock(fd, fcntl.LOCK_SH)  # held until this process ends, SIGKILL or not
+            os.replace(temporary, directory / f"{ident}.json")
+            self._presence[ident] = fd
+            _with_presence.add(self)
+        data = record.encode("utf-8")
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+
+    def withdraw_follower(self, ident: str) -> None:
+        fd = self._presence.pop(ident, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.runtime_dir / FOLLOWERS_DIR / f"{ident}.json")
+            os.close(fd)
+
+    def followers(self) -> list[str] | None:
+        if sys.platform == "win32":  # pragma: no cover
+            return None
+        try:
+            entries = list(os.scandir(self.runtime_dir / FOLLOWERS_DIR))
+        except FileNotFoundError:
+            return []
+        except OSError:
+            return None
+        records = []
+        for entry in entries:
+            if not entry.name.endswith(".json"):
+                continue
+            try:
+                fd = open_file(entry.path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # its process holds it: alive
+                    records.append(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+                    continue
+                with contextlib.suppress(OSError):  # nobody holds it: its process is gone
+                    os.unlink(entry.path)
+            finally:
+                os.close(fd)
+        return records
+
     def share_audit(self, line: str) -> None:
         return None  # one host: the audit file beside the state is the whole trail
 
@@ -306,6 +399,8 @@ class FileStateStore:
         notice, self._lock_notice = self._lock_notice, None
         if notice is not None:
             os.close(notice)  # releases our share of the lock
+        for ident in list(self._presence):
+            self.withdraw_follower(ident)
 
     def announce_lock(self, reason: str) -> None:
         if sys.platform == "win32" or self._lock_notice is not None:  # pragma: no cover
@@ -538,6 +633,22 @@ def _process_lock(path: Path, timeout: float) -> Iterator[None]:
 
 def _held_elsewhere(path: Path) -> SwitchLocked:
     return SwitchLocked(f"another process holds the switch lock ({path.name}); try again")
+
+
+_with_presence: weakref.WeakSet[FileStateStore] = weakref.WeakSet()
+
+
+def _forget_presence_in_child() -> None:
+    """A forked child shares its parent's follower files: close its copies, never unlink."""
+    for store in list(_with_presence):
+        for fd in store._presence.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)  # the parent's lock stays: it holds the same open file
+        store._presence.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_presence_in_child)
 
 
 def _after(until: str, now: float) -> bool:

@@ -7,6 +7,7 @@ connections. A refused or failed switch changes nothing and is audited too.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -25,6 +26,7 @@ from sqlalchemy import Engine
 
 from . import _testguard
 from ._audit import AuditLog
+from ._changes import Change, ChangeCallback, ChangeCallbacks
 from ._engines import EngineCache, check_read_only_possible, is_async_only
 from ._errors import (
     ConfigError,
@@ -35,6 +37,7 @@ from ._errors import (
     UnknownTarget,
 )
 from ._expiry import expiry
+from ._followers import Acknowledgement, Follower, Following, followers_of, wait_for
 from ._health import Health, check_target, check_target_async, check_target_on_loop
 from ._masking import mask_text
 from ._observe import (
@@ -45,6 +48,7 @@ from ._observe import (
     observed_switch,
 )
 from ._pinning import PIN_VARIABLE, process_pin
+from ._published import publish
 from ._routing import FastPin, RoutingEngine
 from ._schema import AlembicGuard, SchemaGuard
 from ._state import FileStateStore, State, StateStore, StateUnreadable, utc_now
@@ -69,6 +73,7 @@ logger = logging.getLogger("dbswap")
 
 PRODUCTION = "production"
 LOCK_TIMEOUT = 10.0  # seconds a switch waits for another switch to finish
+MAX_WAIT = 600.0  # seconds use(wait=...) may wait for the followers
 _TRUE = {"1", "true", "yes", "on"}
 
 SwitchCallback = Callable[["SwitchResult"], object]
@@ -87,6 +92,8 @@ class SwitchResult:
     read_only: bool = False
     expires_at: str | None = None  # a time-boxed switch: when it ends (UTC) ...
     return_to: str | None = None  # ... and where it returns (see _timebox)
+    # use(wait=...): which live processes serve the new generation (see _followers)
+    acknowledgement: Acknowledgement | None = None
 
 
 class Switchboard:
@@ -212,6 +219,8 @@ class Switchboard:
         self._engines = EngineCache(engine_options, retire_grace, target_options)
         self._engines.on_new_epoch = self._drop_fast
         self._callbacks: list[SwitchCallback] = []
+        self._changes = ChangeCallbacks(self.mask)  # on_change: every process that follows
+        self._following: Following | None = None  # this process's record and follower thread
         # Switches that end on their own; max_production: every switch to production does.
         self._timebox = Timebox(self, max_production)
         # (state last seen, target it resolved to, read-only?): one tuple, swapped atomically.
@@ -424,6 +433,8 @@ class Switchboard:
         The slow path: sessions and ``board.engine`` first try their fast pin
         (see ``_set_fast``), and come here when it is stale or absent.
         """
+        if self._following is None and self._fixed is None:
+            self.follow()  # a process that opens sessions serves from this state
         if self._gate is not None:
             self._wait_for_gate()
         # A fixed target ignores the state: nothing to watch, every session comes here.
@@ -497,7 +508,7 @@ class Switchboard:
         if state is not None and state.target == name and state.read_only is not None:
             read_only = state.read_only
         with self._observe_lock:
-            _, previous, previous_read_only = self._seen
+            seen, previous, previous_read_only = self._seen
             self._seen = (state, name, read_only)
             if previous != name:
                 self._engines.activate(name, read_only)
@@ -505,6 +516,9 @@ class Switchboard:
             elif previous_read_only != read_only:
                 self._engines.activate(name, read_only)
                 self._engines.release(name, previous_read_only)  # that mode's pool is unused
+        if previous != name and seen is not _NOTHING_SEEN:  # not this process's first look
+            generation = state.generation if state is not None else 0
+            self._changes.run(Change(previous, name, generation, read_only))
         return name, read_only
 
     def _default_read_only(self, name: str) -> bool:
@@ -651,9 +665,38 @@ class Switchboard:
     # -- switching -----------------------------------------------------------
 
     def on_switch(self, callback: SwitchCallback) -> SwitchCallback:
-        """Register ``callback(result)`` to run after each committed switch (a decorator)."""
+        """Register ``callback(result)`` to run after each committed switch (a decorator).
+
+        It runs in the process that switched only; ``on_change`` runs in every process.
+        """
         self._callbacks.append(callback)
         return callback
+
+    def follow(self) -> None:
+        """Make this process known as a follower of the state, and follow it in the
+        background (see ``dbswap._followers``). Done by itself at the first session;
+        a process fixed to one target (the production lock, ``dbswap run``) follows nothing."""
+        if self._fixed is not None:
+            return
+        with self._classes_lock:
+            first = self._following is None
+            if self._following is None:
+                self._following = Following(self)
+        if first:
+            publish(self)  # how this app resolved its targets, for the plain CLI (_published)
+        self._following.start()
+
+    def followers(self) -> list[Follower] | None:
+        """The live processes following this state (every host), with the target and
+        generation each serves; None when the store cannot tell right now."""
+        return followers_of(self._store)
+
+    def on_change(self, callback: ChangeCallback) -> ChangeCallback:
+        """Register ``callback(change)`` to run in this process whenever it starts serving
+        another target (a decorator): after a switch made here or anywhere else, and at a
+        time limit's end; never for a preview or a ``pinned()`` block. For clearing what
+        the app cached from the previous target (see ``dbswap._changes``)."""
+        return self._changes.add(callback)
 
     @observed_switch  # a dbswap.switch span when tracing is on
     def use(
@@ -669,6 +712,7 @@ class Switchboard:
         lock_timeout: float = LOCK_TIMEOUT,
         for_: timedelta | float | None = None,
         then: str | None = None,
+        wait: float | None = None,
     ) -> SwitchResult:
         """Switch to ``target`` if it is healthy; raise and change nothing otherwise.
 
@@ -682,6 +726,9 @@ class Switchboard:
         ``for_`` (a timedelta or seconds, 1 s to 7 days): the switch ends on its own
         then, returning to ``then`` (default: where it came from); ``use()`` of the
         same target again with ``for_`` extends it, without ``for_`` ends the limit.
+        ``wait`` (seconds): once committed, wait that long at most until every live
+        process following the state serves the new generation; the result's
+        ``acknowledgement`` says who does (and who lags). The switch stands either way.
         """
         started = time.perf_counter()
         name = target.strip().lower() if isinstance(target, str) else str(target)
@@ -733,9 +780,11 @@ class Switchboard:
             raise ConfigError(f"drain_timeout must be positive, not {drain_timeout!r}")
         if drain:
             audit.extra["drain"] = True
+        if wait is not None and not 0 <= wait <= MAX_WAIT:
+            raise ConfigError(f"wait must be from 0 to {MAX_WAIT:g} seconds, not {wait!r}")
         try:
             with self._timebox.lock(lock_timeout):
-                return self._switch_locked(
+                result = self._switch_locked(
                     name,
                     mode,
                     user,
@@ -754,6 +803,10 @@ class Switchboard:
             reason = f"cannot write the state in {self._store.describe()}: {exc.strerror}"
             audit.write("failed", None, reason)
             raise ConfigError(self.mask(reason)) from None
+        if wait is None:
+            return result
+        ack = wait_for(self._store, result.generation, wait)  # the lock is free meanwhile
+        return dataclasses.replace(result, acknowledgement=ack)
 
     def _switch_locked(
         self,
@@ -859,6 +912,8 @@ class Switchboard:
         self._store.write(state)
         self._observe(state)
         self._observer.committed()  # the gauges: the line came first, the state now
+        if self._following is not None:
+            self._following.publish()  # this process serves it already: say so now
 
     def _drain_and_commit(
         self,
@@ -996,6 +1051,8 @@ class Switchboard:
         """Dispose of the engines and stop the state store's background work."""
         self._drop_fast()  # it may hold the store's memory map
         expiry.forget(self)
+        if self._following is not None:
+            self._following.stop()
         self._observer.close()
         self._engines.dispose()
         self._store.close()

@@ -16,12 +16,15 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import __version__
 from ._errors import ConfigError, DBSwapError
+from ._followers import Acknowledgement, Follower
+from ._followers import describe as followers_described
 from ._health import Health
 from ._masking import mask_text
 from ._switchboard import PRODUCTION, Switchboard
@@ -29,9 +32,14 @@ from ._targets import MAX_SECONDS, check_seconds
 from ._timebox import describe, format_duration, limit_fields, parse_duration
 from .demo.cli import demo_command  # click and the core only; FastAPI is imported when it runs
 
+if TYPE_CHECKING:
+    from ._audit import AuditLog
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+DEFAULT_WAIT = 2.0  # seconds `use` waits for the followers by default (a warning if some lag)
+NOT_FOLLOWED = 3  # exit code of `use --wait` when some processes did not follow in time
 
 
 class Failed(click.ClickException):
@@ -98,6 +106,23 @@ def _timeout_option(help: str) -> Callable[[F], F]:
 
 
 @contextmanager
+def _progress(message: str, after: float = 0.4) -> Iterator[None]:
+    """On a terminal, say what is taking a while (a health check), once it has."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    import threading
+
+    timer = threading.Timer(after, lambda: click.echo(message, err=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@contextmanager
 def _errors() -> Iterator[None]:
     try:
         yield
@@ -123,8 +148,71 @@ def _board(ctx: click.Context) -> Switchboard:
     board = ctx.obj.get("board") if isinstance(ctx.obj, dict) else None
     if board is None:
         with _errors():
-            board = Switchboard.from_env()
-        ctx.ensure_object(dict)["board"] = board
+            board = _board_as_the_app_has_it(ctx.ensure_object(dict))
+        ctx.obj["board"] = board
+    return board
+
+
+def _environment(options: dict[str, Any]) -> tuple[dict[str, str], Path]:
+    """The environment (``--env-file``, ``--runtime-dir``) and the directory it is read from."""
+    env_file: Path | None = options.get("env_file")
+    env = dict(os.environ)
+    base = Path.cwd()
+    if env_file is not None:
+        from dotenv import dotenv_values
+
+        base = env_file.parent
+        env = {k: v for k, v in dotenv_values(env_file).items() if v is not None} | env
+    if options.get("runtime_dir") is not None:
+        env["DBSWAP_RUNTIME_DIR"] = str(Path(options["runtime_dir"]).absolute())
+    return env, base
+
+
+def _trail_without_targets(options: dict[str, Any]) -> AuditLog:
+    """The audit trail of the runtime dir (and Redis) the environment names: history needs
+    no target to be configured in this shell."""
+    from ._audit import AuditLog
+
+    env, base = _environment(options)
+    runtime = base / (env.get("DBSWAP_RUNTIME_DIR", "").strip() or ".runtime")
+    state = env.get("DBSWAP_STATE", "").strip()
+    if state.startswith(("redis://", "rediss://", "unix://")):
+        from ._redis_state import RedisStateStore
+
+        return AuditLog(runtime, shared=RedisStateStore(state, cache_dir=runtime))
+    return AuditLog(runtime)
+
+
+def _board_as_the_app_has_it(options: dict[str, Any]) -> Switchboard:
+    """``Switchboard.from_env()``, with the targets the running app published where this
+    shell resolves them differently (a Flask instance folder, the demo's files)."""
+    from ._published import reconcile, refusal
+
+    env, base = _environment(options)
+    runtime = base / (env.get("DBSWAP_RUNTIME_DIR", "").strip() or ".runtime")
+    try:
+        board: Switchboard | None = Switchboard.from_env(env, base)
+    except ConfigError as exc:
+        if "no database targets" not in str(exc):
+            raise
+        board, missing = None, exc
+    taken, problems = reconcile(board.targets if board is not None else {}, runtime)
+    if problems:
+        if board is not None:
+            board.close()
+        raise refusal(runtime, problems)
+    if taken:
+        if board is not None:
+            board.close()
+        urls = {f"DATABASE_URL_{name.upper()}": url for name, url in taken.items()}
+        return Switchboard.from_env(env | urls, base)
+    if board is None:
+        searched = " or ".join(str(base / name) for name in (".env", ".env.local"))
+        raise ConfigError(
+            f"{missing}; nothing in the environment, {searched}, and no running app "
+            f"published its targets in {runtime}. Run this in the app's directory, pass "
+            "--env-file PATH or --runtime-dir DIR"
+        )
     return board
 
 
@@ -134,8 +222,18 @@ def _emit(data: Any, as_json: bool, text: Callable[[], str]) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dbswap")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Read the app's variables from this file (default: .env and .env.local here).",
+)
+@click.option(
+    "--runtime-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The app's runtime dir (default: DBSWAP_RUNTIME_DIR, else .runtime here).",
+)
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, env_file: Path | None, runtime_dir: Path | None) -> None:
     """Switch a running app between databases without a restart.
 
     Targets come from DATABASE_URL_<NAME> variables (.env, .env.local and the
@@ -151,8 +249,13 @@ def cli(ctx: click.Context) -> None:
       dbswap use local
       dbswap history -n 5
       dbswap run production -- alembic upgrade head
+      dbswap --runtime-dir ../app/.runtime status
+
+    A running app publishes how it resolved its targets in its runtime dir; where
+    this shell resolves one differently (a Flask instance folder, the demo's
+    files), the app's is used, or the command refuses and says what to set.
     """
-    ctx.ensure_object(dict)
+    ctx.ensure_object(dict).update(env_file=env_file, runtime_dir=runtime_dir)
 
 
 cli.add_command(demo_command)
@@ -173,6 +276,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     served = PRODUCTION if lock is not None else state.target  # a locked app ignores the state
     target = board.target(served)
     limit = board.time_limit if lock is None else None  # asking may make the return (_timebox)
+    followers = board.followers()
     data = {
         "target": served,
         "generation": state.generation,
@@ -187,7 +291,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "confirmed": problem is None,
         "problem": problem,
         "runtime_dir": str(board.runtime_dir),
+        "state_store": board._store.describe(),
         **limit_fields(limit),
+        "followers": None if followers is None else [f.to_dict() for f in followers],
     }
 
     def text() -> str:
@@ -199,6 +305,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
             f"switched at: {state.switched_at or '-'}",
             f"switched by: {state.switched_by or '-'}",
             f"time limit:  {describe(limit) if limit else 'none'}",
+            f"followers:   {_followers_text(followers, state.generation)}",
         ]
         if served != state.target:
             lines.append(f"state says:  {state.target} (ignored while the lock holds)")
@@ -276,6 +383,14 @@ def targets(ctx: click.Context, with_check: bool, timeout: float, as_json: bool)
     help="Where a switch with --for returns (default: the target active before).",
 )
 @click.option("--no-limit", is_flag=True, help="End the active target's time limit (no --for).")
+@click.option(
+    "--wait",
+    type=Seconds(),
+    default=None,
+    help="Wait up to this long until every process following the state serves the new "
+    f"generation; exit {NOT_FOLLOWED} if some do not (default: report after up to "
+    f"{DEFAULT_WAIT:g} s, a warning only).",
+)
 @json_option
 @click.pass_context
 def use(
@@ -289,6 +404,7 @@ def use(
     for_: float | None,
     then: str | None,
     no_limit: bool,
+    wait: float | None,
     as_json: bool,
 ) -> None:
     """Switch the app to target NAME (health-checked first; nothing changes on failure).
@@ -304,7 +420,7 @@ def use(
     question = None if yes else _production_question(board, name, then, for_)
     if question is not None:
         _confirm(question, lambda: board.record_refusal(name, user, NOT_CONFIRMED))
-    with _errors():
+    with _errors(), _progress(f"checking {name!r} (up to {timeout:g} s)..."):
         result = board.use(
             name,
             user=user,
@@ -313,9 +429,21 @@ def use(
             ignore_schema=ignore_schema,
             for_=for_,
             then=then,
+            wait=DEFAULT_WAIT if wait is None else wait,
         )
+    ack = result.acknowledgement
     data = asdict(result) | {"duration_ms": round(result.duration * 1000, 3)}
-    del data["duration"]
+    del data["duration"], data["acknowledgement"]
+    if ack is not None:
+        data["acknowledged"] = ack.acknowledged if ack.followers is not None else None
+        data["followers"] = (
+            None
+            if ack.followers is None
+            else [
+                f.to_dict() | {"acknowledged": f.generation >= ack.generation}
+                for f in ack.followers
+            ]
+        )
 
     def text() -> str:
         mode = "read-only" if result.read_only else "read-write"
@@ -332,9 +460,26 @@ def use(
             text += f"\nends on its own at {result.expires_at}, then back to {result.return_to}"
         elif no_limit:
             text += "\nno time limit"
+        if ack is not None and ack.followers:
+            text += "\n" + followers_described(ack)
         return text
 
     _emit(data, as_json, text)
+    if ack is None:
+        return
+    if ack.followers == () and not as_json:  # committed, nobody serves it: not a bare success
+        click.echo(
+            f"warning: no running process follows {board._store.describe()}: the switch is "
+            "recorded, but no app serves from it. Is the app using another runtime dir "
+            "(DBSWAP_RUNTIME_DIR) or state (DBSWAP_STATE)? `dbswap status` in the app's "
+            "directory shows its own.",
+            err=True,
+        )
+    elif not ack.complete:
+        if not as_json:  # (JSON says it: acknowledged, and each follower's)
+            click.echo(f"warning: {followers_described(ack)}", err=True)
+        if wait is not None:
+            ctx.exit(NOT_FOLLOWED)
 
 
 @cli.command()
@@ -361,8 +506,14 @@ def check(ctx: click.Context, timeout: float, as_json: bool) -> None:
 @click.pass_context
 def history(ctx: click.Context, limit: int, as_json: bool) -> None:
     """Show the last switch attempts, newest first (and dbswap run's commands)."""
-    with _errors():
-        entries = _board(ctx).history(limit)
+    try:
+        with _errors():
+            entries = _board(ctx).history(limit)
+    except Misconfigured as exc:
+        if "no database targets" not in exc.message:
+            raise
+        with _errors():
+            entries = _trail_without_targets(ctx.ensure_object(dict)).history(limit)
 
     def text() -> str:
         if not entries:
@@ -510,6 +661,15 @@ def board_commands(board: BoardSource, *, name: str = "dbswap") -> click.Group:
 
 
 NOT_CONFIRMED = "not confirmed (asked before production)"
+
+
+def _followers_text(followers: list[Follower] | None, generation: int) -> str:
+    """``3 processes on 1 host, all on generation 5`` (or who lags), for ``status``."""
+    if followers is None:
+        return "unknown (the state store cannot tell right now)"
+    if not followers:
+        return "none (no running process follows this state)"
+    return followers_described(Acknowledgement(generation, tuple(followers), 0.0), timed=False)
 
 
 def _production_question(

@@ -134,6 +134,8 @@ class DatabaseStatus(BaseModel):
     secondsLeft: float | None = None
     returnProblem: str | None = None  # it ended and the return failed: why
     defaultTarget: str
+    # processes following the state: total, hosts, current, lagging, processes (None: unknown)
+    followers: dict[str, Any] | None = None
     targets: list[TargetInfo]
 
 
@@ -150,6 +152,9 @@ class SwitchResponse(BaseModel):
     returnTo: str | None = None
     hotSwap: Literal[True]
     requiresRestart: Literal[False]
+    acknowledged: int | None = None  # with "wait": processes on the new generation...
+    followers: list[dict[str, Any]] | None = None  # ...of these (each says if it is)
+    waitedMs: float | None = None
 
 
 class ErrorResponse(BaseModel):
@@ -185,6 +190,13 @@ _OPTIONS = {
         "type": ["string", "null"],
         "maxLength": 64,
         "description": "where a switch with forSeconds returns (default: the previous target)",
+    },
+    "wait": {
+        "type": ["number", "null"],
+        "minimum": 0,
+        "maximum": 60,
+        "description": "once switched, wait up to this many seconds until every process "
+        "following the state serves the new generation (acknowledged, followers)",
     },
 }
 _SWITCH_BODY = {
@@ -262,6 +274,7 @@ def admin_router(
     ``authorize`` checks on every request as for any script; a refused token
     is forgotten and asked for again. It takes no ``login_url`` (a ``ConfigError``).
     """
+    board.follow()  # this process serves from the board: counted as a follower from now
     core = AdminCore(
         board,
         csrf_secret=csrf_secret,

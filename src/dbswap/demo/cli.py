@@ -99,8 +99,13 @@ def demo_command(
         click.echo("  password:  the value of DBSWAP_ADMIN_PASSWORD")
     if token:
         click.echo("  API:       Authorization: Bearer <DBSWAP_ADMIN_TOKEN>")
+    width = max(10, *(len(name) + 1 for name in board.targets))
     for name, target in board.targets.items():
-        click.echo(f"  {name + ':':<10} {board.mask(target.masked_url)}")
+        click.echo(f"  {name + ':':<{width}} {board.mask(target.masked_url)}")
+    # The demo's runtime dir is its own: a shell elsewhere needs to be told where it is.
+    click.echo(
+        f"  switch it from another shell:  dbswap --runtime-dir {board.runtime_dir} use production"
+    )
     for name, reason in app.state.unprepared.items():
         click.echo(f"  warning: target {name!r} could not be prepared ({reason})", err=True)
     if not _is_loopback(host):

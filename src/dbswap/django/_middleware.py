@@ -24,6 +24,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from .._errors import ReadOnlyTarget
 from . import _cookies
+from ._board import get_board
 from ._identity import drop_foreign_login
 from ._refusals import read_only_response
 from ._routing import _pin, active_pin, control_target, current_pin
@@ -50,6 +51,7 @@ class DBSwapMiddleware:
                 "routing guards on every database connection"
             )
         self.get_response = get_response
+        get_board().follow()  # this process serves from the state: it is counted, and follows
         self._async = iscoroutinefunction(get_response)
         from . import _preview  # admins' own previews (it needs Django set up)
 

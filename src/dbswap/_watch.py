@@ -1,0 +1,155 @@
+"""Waiting for the state to change, without spending CPU while it does not.
+
+A follower thread blocks in ``Watcher.wait()``. For the file store it is woken
+when a file is renamed or written into the runtime dir (every switch ends with
+such a rename): on Linux by the kernel, through one inotify descriptor and one
+thread per process whatever the number of boards (``ctypes``; a user has few
+inotify instances); elsewhere by a look at the generation counter every
+``POLL`` seconds. For the Redis store the listener thread wakes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import select
+import struct
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+POLL = 0.05  # seconds between two looks at the counter where inotify is missing
+_IN_MOVED_TO, _IN_CLOSE_WRITE = 0x80, 0x08
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+
+
+class Watcher:
+    """``wait(timeout)``: True as soon as the state may have changed, False after ``timeout``."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wait(self, timeout: float) -> bool:
+        woken = self.event.wait(timeout)
+        self.event.clear()
+        return woken
+
+    def close(self) -> None:
+        return None
+
+
+class EventWatcher(Watcher):
+    """Woken by whoever learns first that the state changed (the Redis listener)."""
+
+
+class DirectoryWatcher(Watcher):
+    """Woken by a rename or write in ``directory`` (inotify), else when ``changed()`` is True."""
+
+    def __init__(self, directory: Path, changed: Callable[[], bool]) -> None:
+        super().__init__()
+        self._changed = changed
+        self._directory = os.fsencode(directory)
+        self._watching = _hub.add(self._directory, self)
+
+    def wait(self, timeout: float) -> bool:
+        if self._watching:
+            return super().wait(timeout)
+        deadline = time.monotonic() + timeout
+        while not self._changed():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(POLL, left))
+        return True
+
+    def close(self) -> None:
+        if self._watching:
+            _hub.remove(self._directory, self)
+
+
+class _Inotify:
+    """One inotify descriptor and one reader thread for the whole process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._libc: ctypes.CDLL | None = None
+        self._watches: dict[int, set[DirectoryWatcher]] = {}  # watch descriptor -> watchers
+        self._by_directory: dict[bytes, int] = {}
+
+    def add(self, directory: bytes, watcher: DirectoryWatcher) -> bool:
+        """Watch ``directory`` for ``watcher``; False where inotify cannot (then it polls)."""
+        with self._lock:
+            if not self._ready():
+                return False
+            assert self._libc is not None and self._fd is not None
+            wd = int(
+                self._libc.inotify_add_watch(self._fd, directory, _IN_MOVED_TO | _IN_CLOSE_WRITE)
+            )
+            if wd < 0:
+                return False
+            self._watches.setdefault(wd, set()).add(watcher)
+            self._by_directory[directory] = wd
+            return True
+
+    def remove(self, directory: bytes, watcher: DirectoryWatcher) -> None:
+        with self._lock:
+            wd = self._by_directory.get(directory)
+            watchers = self._watches.get(wd, set()) if wd is not None else set()
+            watchers.discard(watcher)
+            if wd is not None and not watchers and self._fd is not None and self._libc:
+                self._libc.inotify_rm_watch(self._fd, wd)
+                del self._watches[wd], self._by_directory[directory]
+
+    def _ready(self) -> bool:
+        if self._fd is not None:
+            return True
+        if not sys.platform.startswith("linux"):
+            return False
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = int(libc.inotify_init1(os.O_CLOEXEC))
+        except (OSError, AttributeError):
+            return False
+        if fd < 0:  # no instance left for this user: poll instead
+            return False
+        self._libc, self._fd = libc, fd
+        threading.Thread(target=self._read, args=(fd,), name="dbswap-inotify", daemon=True).start()
+        return True
+
+    def _read(self, fd: int) -> None:
+        while True:
+            try:
+                select.select([fd], [], [])
+                data = os.read(fd, 65536)
+            except (OSError, ValueError):  # closed (after a fork): this thread is done
+                return
+            woken: set[int] = set()
+            offset = 0
+            while offset + _EVENT.size <= len(data):
+                wd, _, _, length = _EVENT.unpack_from(data, offset)
+                woken.add(wd)
+                offset += _EVENT.size + length
+            with self._lock:
+                watchers = [w for wd in woken for w in self._watches.get(wd, ())]
+            for watcher in watchers:
+                watcher.event.set()
+
+    def after_fork_in_child(self) -> None:
+        """The descriptor is the parent's (reading it would take the parent's events)."""
+        fd, self._fd = self._fd, None
+        self._lock = threading.Lock()
+        self._watches.clear()
+        self._by_directory.clear()
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+_hub = _Inotify()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_hub.after_fork_in_child)
