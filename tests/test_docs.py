@@ -28,7 +28,6 @@ DOCS, EXAMPLES = ROOT / "docs", ROOT / "docs" / "examples"
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 INCLUDE = re.compile(r'^--8<-- "docs/examples/([\w.]+)"$')
 SCRIPTS = [
-    "quickstart.py",
     "pinned_block.py",
     "settings_board.py",
     "background_job.py",
@@ -37,7 +36,11 @@ SCRIPTS = [
     "time_limit.py",
     "observability.py",
     "previews.py",
+    "function_cache.py",
+    "passing_an_engine.py",
 ]
+# Run in a directory of their own (they make their databases): see the tests below.
+ON_THEIR_OWN = {"quickstart.py", "example_databases.py"}
 
 
 def blocks() -> Iterator[tuple[str, str]]:
@@ -59,7 +62,9 @@ def test_every_python_block_is_an_example_that_runs_or_says_why_not() -> None:
     on_disk = {p.name for p in EXAMPLES.glob("*.py")}
     assert on_disk <= included, f"examples no page shows: {on_disk - included}"
     assert (
-        set(SCRIPTS) | {"fastapi_app.py", "sqlmodel_app.py", "flask_app.py", "alembic_env.py"}
+        set(SCRIPTS)
+        | ON_THEIR_OWN
+        | {"fastapi_app.py", "sqlmodel_app.py", "flask_app.py", "alembic_env.py"}
         >= on_disk
     )  # each one run
 
@@ -92,16 +97,83 @@ def test_the_example_script_runs(script: str, app_env: dict[str, str], tmp_path:
     assert done.stdout.strip()
 
 
-def test_the_quickstart_reads_each_target(app_env: dict[str, str], tmp_path: Path) -> None:
+def test_the_api_reference_describes_every_parameter_and_field() -> None:
+    """Its tables of ``Switchboard(...)`` and ``Change`` keep up with the code."""
+    import dataclasses
+    import inspect
+
+    import dbswap
+
+    page = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
+    names = [*inspect.signature(dbswap.Switchboard).parameters]
+    names += [field.name for field in dataclasses.fields(dbswap.Change)]
+    assert [name for name in names if f"| `{name}` |" not in page] == []
+
+
+def _run(script: str, cwd: Path, env: dict[str, str]) -> list[str]:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "quickstart.py")],
-        cwd=tmp_path,
-        env=app_env,
+        [sys.executable, str(EXAMPLES / script)],
+        cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert done.stdout.splitlines() == ["local ['local-1']", "production ['prod-1', 'prod-2']", "2"]
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def _bare_env() -> dict[str, str]:
+    """The environment of a newcomer's shell: no target, no dbswap variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DBSWAP_"))}
+
+
+def test_the_readme_shows_the_quickstart_as_it_is_tested() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = FENCE.search(readme)
+    assert found is not None
+    assert found.group(1) == (EXAMPLES / "quickstart.py").read_text(encoding="utf-8")
+
+
+def test_the_quickstart_makes_what_it_reads_in_an_empty_directory(tmp_path: Path) -> None:
+    """Copied into an empty directory and run with no variable set, twice (as people do)."""
+    expected = ["local ['local-1']", "production ['production-1']", "production 1"]
+    env = _bare_env() | {"DBSWAP_TEST_GUARD": os.environ.get("DBSWAP_TEST_GUARD", "")}
+    assert _run("quickstart.py", tmp_path, env) == expected
+    assert _run("quickstart.py", tmp_path, env) == expected
+    assert {p.name for p in tmp_path.iterdir()} == {"local.db", "production.db", ".runtime"}
+
+
+def test_the_guides_databases_run_the_examples_from_a_dot_env(tmp_path: Path) -> None:
+    """The guides' way: ``python example_databases.py > .env``, then an example."""
+    env = _bare_env() | {"DBSWAP_TEST_GUARD": os.environ.get("DBSWAP_TEST_GUARD", "")}
+    lines = _run("example_databases.py", tmp_path, env)
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert [line.split("=")[0] for line in lines] == [
+        "DATABASE_URL_LOCAL",
+        "DATABASE_URL_PRODUCTION",
+    ]
+    assert _run("passing_an_engine.py", tmp_path, env) == [
+        "1 ['local-1']",
+        "2 ['prod-1', 'prod-2']",
+        "production",
+        "local 1",
+    ]
+    assert _run("example_databases.py", tmp_path, env) == lines  # again: anew
+
+
+def test_the_function_cache_recipe_never_serves_another_targets_value(
+    app_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Keyed by target and cleared by ``on_change``: after a switch made by another board
+    (another process, as the CLI), each function reads production; back on local, the
+    keyed one serves local's value from its cache."""
+    assert _run("function_cache.py", tmp_path, app_env) == [
+        "local ('local-1',) 1",
+        "production ('prod-1', 'prod-2') 2",
+        "local ('local-1',) 1",
+        "1 hit",
+    ]
 
 
 def _load(script: str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:

@@ -31,4 +31,5 @@ print(count_items_scoped(2))
 board.use("production")
 print(count_items(3))  # the next job follows the switch
 print(count_items_scoped(4))
+board.use("local")  # as it was: the next example starts on local
 board.close()

@@ -20,4 +20,5 @@ board.use("production", user="alice")
 print([span.name for span in exporter.get_finished_spans()])  # the check, then the switch
 metrics = generate_latest(registry).decode()
 print([line for line in metrics.splitlines() if line.startswith("dbswap_switches_total")])
+board.use("local")  # as it was: the next example starts on local
 board.close()

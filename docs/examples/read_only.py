@@ -17,4 +17,5 @@ with Session() as s:
 
 board.use("production", read_only=False)  # a real switch (generation + 1), audited
 print(board.state.generation, board.read_only)
+board.use("local")  # as it was: the next example starts on local
 board.close()

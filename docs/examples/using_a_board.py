@@ -38,4 +38,5 @@ async def count() -> int:
 
 
 print(asyncio.run(count()))
+board.use("local")  # as it was: the next example starts on local
 board.close()

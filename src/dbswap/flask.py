@@ -55,6 +55,9 @@ binds only those keys (an admin flag of a password log-in survives a switch);
 in every target. A write that a read-only target refuses is answered 409
 (JSON, or a small page for browsers), never 500.
 
+Flask-Caching's values are kept apart per target (``dbswap._cache_flask``): a
+value cached while one target served the request is never read on another.
+
 Every decision of the admin routes (statuses, messages, CSRF) lives in
 ``dbswap._admin``, shared with the FastAPI and Django adapters.
 """
@@ -85,7 +88,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installe
         "pip install 'dbswap[flask]'"
     ) from None
 
-from . import _request_flask
+from . import _cache_flask, _request_flask
 from ._admin import (
     MAX_BODY_BYTES,
     AdminCore,
@@ -405,10 +408,12 @@ class DBSwap:
             self._bound_keys,
         )
         if follows:
+            board.follow()  # this process serves from the board: counted as a follower
             # First: the app's own functions, registered before init_app or after, find
             # the request pinned (to a preview, for its admin) and its login checked.
             _request_flask.install(app)
             app.register_error_handler(ReadOnlyTarget, _read_only_refused)
+            _cache_flask.install(app, board)  # Flask-Caching's values kept apart per target
         if db is not None:
             _init_db(app, board, db, follows)
         if self._authorize is not None:

@@ -1,4 +1,5 @@
-"""``INSTALLED_APPS = [..., "dbswap.django"]``: connection guards, cleanup and checks."""
+"""``INSTALLED_APPS = [..., "dbswap.django"]``: connection guards, cleanup, checks, and caches
+kept apart per target."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class DBSwapConfig(AppConfig):  # type: ignore[misc]
         from django.core.signals import request_finished, setting_changed
         from django.db.backends.signals import connection_created
 
+        from ._cache import install as key_caches_per_target
         from ._identity import forget_settings, stamp_login
         from ._routing import close_inactive, on_connection_created
         from .checks import check_setup
@@ -25,3 +27,4 @@ class DBSwapConfig(AppConfig):  # type: ignore[misc]
         user_logged_in.connect(stamp_login, dispatch_uid="dbswap-stamp-login")
         setting_changed.connect(forget_settings, dispatch_uid="dbswap-settings")
         register(check_setup, "database")
+        key_caches_per_target()  # a value cached on one target is never read on another
