@@ -82,9 +82,7 @@ def published(runtime_dir: Path) -> dict[str, dict[str, str]] | None:
     return None
 
 
-def reconcile(
-    mine: Mapping[str, Target], runtime_dir: Path
-) -> tuple[dict[str, str], list[str]]:
+def reconcile(mine: Mapping[str, Target], runtime_dir: Path) -> tuple[dict[str, str], list[str]]:
     """What the CLI should use instead of its own resolution: (URLs to take from the app,
     by target name; differences it cannot fix, as lines for people)."""
     app = published(runtime_dir)
