@@ -74,11 +74,12 @@ def test_the_page_shows_the_active_target_every_target_and_the_history(
     assert "reachable" in _row(html, "local") and "unreachable" not in _row(html, "local")
     assert "unreachable" in _row(html, "staging")
     assert re.search(r'<button[^>]*data-target="production"[^>]*data-production="true"', html)
-    assert re.search(r'<button[^>]*data-target="local"[^>]*\s+disabled>', html)
+    # Nothing to do on the active target: said to assistive technology, and still focusable.
+    assert re.search(r'<button[^>]*data-target="local"[^>]*\s+aria-disabled="true">', html)
     history = html[html.index('id="history"') :]
     assert "staging" in history and "failed" in history and "alice" in history
     assert "window.confirm(" in html  # production asks first
-    assert 'id="lock-message"' not in html
+    assert re.search(r'id="lock-message"\s+hidden>', html)  # shown if a lock comes later
 
 
 def test_production_is_shown_as_a_red_badge(board: dbswap.Switchboard) -> None:

@@ -64,7 +64,9 @@ def test_an_admin_switches_to_production_and_back_in_a_real_browser(
             # Refusing the confirmation changes nothing.
             page.once("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.click("button.switch[data-target=production]")
-            expect(page.locator("#message")).to_contain_text("not confirmed")
+            # The outcome shows in the row of the button used (issue #21: where the tap was).
+            production_result = page.locator("tr[data-target=production] .result")
+            expect(production_result).to_contain_text("not confirmed")
             assert board.active == "local" and len(dialogs) == 1
 
             # Accepting it switches, and the page updates in place (no reload).
@@ -75,7 +77,7 @@ def test_an_admin_switches_to_production_and_back_in_a_real_browser(
             assert "PRODUCTION" in dialogs[-1]
             assert page.evaluate("window.__sameDocument") is True
             assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == PROD_RED
-            expect(page.locator("#message")).to_contain_text("Switched local → production")
+            expect(production_result).to_contain_text("Switched local → production")
             expect(page.locator("#history tbody tr").first).to_contain_text("production")
             expect(page.locator("#generation")).to_have_text("1")
             expect(page.locator("button.switch[data-target=production]")).to_be_disabled()

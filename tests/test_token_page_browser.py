@@ -123,7 +123,8 @@ def test_an_admin_opens_the_token_page_switches_reloads_and_forgets_the_token(
             # Production asks first; refusing changes nothing.
             page.once("dialog", dismiss)
             page.click("button.switch[data-target=production]")
-            expect(message).to_contain_text("not confirmed")
+            production_result = page.locator("tr[data-target=production] .result")
+            expect(production_result).to_contain_text("not confirmed")
             assert board.active == "local" and len(dialogs) == 1
 
             # Accepting switches; the page shows it in place.
@@ -133,7 +134,7 @@ def test_an_admin_opens_the_token_page_switches_reloads_and_forgets_the_token(
             assert "PRODUCTION" in dialogs[-1]
             assert board.active == "production"
             assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == PROD_RED
-            expect(message).to_contain_text("Switched local → production")
+            expect(production_result).to_contain_text("Switched local → production")
             expect(page.locator("#generation")).to_have_text("1")
             expect(page.locator("#switched-by")).to_have_text("alice")
             expect(page.locator("#history tbody tr").first).to_contain_text("production")

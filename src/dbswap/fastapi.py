@@ -321,7 +321,8 @@ def admin_router(
             await identify(request)
         except AdminError as exc:
             return _error(exc)
-        return JSONResponse(core.status(), headers=_NO_STORE)
+        # Off the loop: it reads the followers' records, and may make a time limit's return.
+        return JSONResponse(await run_in_threadpool(core.status), headers=_NO_STORE)
 
     @router.post(
         "/api/admin/database/switch",

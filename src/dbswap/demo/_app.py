@@ -9,6 +9,11 @@ router from ``dbswap.fastapi`` does the rest.
 Failed logins are limited per client address (429 with ``Retry-After``), and
 each login gets a server-side session id that logout forgets: a signed cookie
 stays valid by itself, so a copy taken before logout must not work after it.
+
+The site's pages follow the shared state by themselves: their script asks the
+public ``/api/status`` (which target this visitor's requests read, read-only,
+the time limit, whether this visitor previews; no data, no name) once a second
+and, when it changed, draws the page again as the server renders it now.
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.middleware.sessions import SessionMiddleware
 
+from .._admin import page_headers
 from .._preview import Previews
 from .._switchboard import PRODUCTION, Switchboard
 from .._targets import URL_PREFIX, read_environment
-from .._timebox import describe
 from ..fastapi import (
     Forbidden,
     NotAuthenticated,
@@ -323,11 +328,61 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
 # -- pages -----------------------------------------------------------------------
 
 _site = APIRouter()
-_templates = jinja2.Environment(
-    loader=jinja2.PackageLoader("dbswap.demo", "templates"),
+_templates = jinja2.Environment(  # the admin pages' script helpers too (times, following)
+    loader=jinja2.ChoiceLoader(
+        [jinja2.PackageLoader("dbswap.demo", "templates"), jinja2.PackageLoader("dbswap")]
+    ),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
+
+
+def _clock(seconds: float) -> str:
+    """``4:59`` or ``1:04:59``: a countdown as the pages' script shows it (its first drawing)."""
+    total = max(0, math.ceil(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+_templates.filters["clock"] = _clock
+
+
+def _site_state(request: Request, target: str, read_only: bool) -> dict[str, Any]:
+    """What a site page says about its database: public, with no data and no name.
+
+    ``target`` and ``read_only`` are this visitor's (their own preview's, if any);
+    the page's script compares it with ``/api/status`` to know when to draw again.
+    """
+    board: Switchboard = request.app.state.board
+    shared, generation = Previews.shared(board)
+    limit = board.time_limit
+    if limit is not None and limit.return_to == target:
+        limit = None  # this visitor already reads where the switch returns: nothing to say
+    preview = current_preview(request)  # this admin's own: only their requests use it
+    return {
+        "target": target,
+        "production": target == PRODUCTION,
+        "readOnly": read_only,
+        "generation": generation,
+        "timeLimit": {
+            "expiresAt": limit.expires_at,
+            "returnTo": limit.return_to,
+            "secondsLeft": round(limit.seconds_left, 1),
+            "returnFailed": limit.problem is not None,
+        }
+        if limit is not None
+        else None,
+        "preview": {
+            "target": preview.target,
+            "readOnly": preview.read_only,
+            "expiresAt": preview.expires_at,
+            "secondsLeft": round(preview.seconds_left(), 1),
+        }
+        if preview is not None
+        else None,
+        "sharedTarget": shared,
+    }
 
 
 def _page(
@@ -341,22 +396,22 @@ def _page(
     board: Switchboard = request.app.state.board
     target = _target_of(session) if session is not None else board.active
     read_only = _read_only_of(session) if session is not None else board.read_only
+    state = _site_state(request, target, read_only)
     limit = board.time_limit
-    preview = current_preview(request)  # this admin's own: only their requests use it
+    nonce = secrets.token_urlsafe(16)
     html = _templates.get_template(name).render(
-        preview=preview,
-        preview_minutes=math.ceil(preview.seconds_left() / 60) if preview else None,
-        shared_target=Previews.shared(board)[0] if preview else None,
+        state=state,
+        return_problem=board.mask(limit.problem) if limit and limit.problem else None,
         target=target,
         production=target == PRODUCTION,
         read_only=read_only,
         user=_session_user(request),
         admin_url=ADMIN_URL,
         targets=list(board.targets),
-        time_limit=describe(limit) if limit is not None and limit.return_to != target else None,
+        nonce=nonce,
         **context,
     )
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, status_code=status, headers=page_headers(nonce))
 
 
 @_site.get("/", response_class=HTMLResponse, summary="The tracks of the active database")
@@ -369,6 +424,18 @@ async def tracks_page(request: Request, session: DbSession) -> HTMLResponse:
 async def events_page(request: Request, session: DbSession) -> HTMLResponse:
     events = await _events(session)
     return _page(request, "events.html", {"events": events}, session=session)
+
+
+@_site.get("/api/status", summary="Which database this visitor's pages read (public, no data)")
+def site_status(request: Request) -> JSONResponse:
+    """What the site's pages follow: asked once a second by each open page.
+
+    A plain ``def`` (so in the thread pool): the first request after a time
+    limit's end makes the return, which checks the database it returns to.
+    """
+    board: Switchboard = request.app.state.board
+    state = _site_state(request, board.active, board.read_only)
+    return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
 
 @_site.get("/api/tracks", summary="The tracks of the active database, and which one it is")
