@@ -29,6 +29,7 @@ import redis
 
 from dbswap import DBSwapError, Switchboard, SwitchLocked
 from dbswap._redis_state import RedisStateStore, split_prefix
+from dbswap._relay import RelayedStore
 from dbswap._state import MAX_STATE_BYTES, State
 
 pytestmark = pytest.mark.redis
@@ -366,7 +367,7 @@ def test_a_unix_socket_url_works(urls: dict[str, str], tmp_path: Path, server: R
     a = Switchboard.from_env(env | {"DBSWAP_RUNTIME_DIR": "a"}, cwd=tmp_path)
     b = Switchboard.from_env(env | {"DBSWAP_RUNTIME_DIR": "b"}, cwd=tmp_path)
     try:
-        assert isinstance(a._store, RedisStateStore) and a.state_problem is None
+        assert isinstance(a._store, RelayedStore) and a.state_problem is None
         a.use("production")
         wait_for(lambda: b.active == "production", 3)
         assert stored(server) is not None and stored(server)["target"] == "production"  # type: ignore[index]

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from dbhelpers import seed
 from dbswap import Switchboard, SwitchLocked
 from dbswap._redis_state import RedisStateStore, split_prefix
+from dbswap._relay import RelayedStore
 
 REDIS = "redis://127.0.0.1:6379/0"
 pytestmark = pytest.mark.redis
@@ -90,11 +91,12 @@ def test_from_env_uses_redis(urls: dict[str, str], tmp_path: Path, redis_url: st
     env = {f"DATABASE_URL_{k.upper()}": v for k, v in urls.items()} | {"DBSWAP_STATE": redis_url}
     board = Switchboard.from_env(env, cwd=tmp_path)
     try:
-        assert isinstance(board._store, RedisStateStore)
+        assert isinstance(board._store, RelayedStore)  # this host's relay, and its copy
         board.use("production")
         raw = redis.Redis.from_url(REDIS).get(f"{split_prefix(redis_url)[1]}:state")
         assert raw is not None and json.loads(raw)["target"] == "production"
-        assert not (tmp_path / ".runtime" / "db-target.json").exists()
+        copy = json.loads((tmp_path / ".runtime" / "db-target.json").read_text())
+        assert copy["target"] == "production"  # the host's copy, that its processes read
     finally:
         board.close()
 

@@ -154,7 +154,17 @@ class Following:
                 return
             self._ident = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
             self._said = None
-            watcher = self._store.watcher()
+            try:
+                watcher = self._store.watcher()
+            except OSError as exc:  # a runtime dir that cannot be: the app runs, uncounted
+                logger.warning(
+                    "this process cannot follow the state in %s (%s): it is not counted "
+                    "among its followers",
+                    self._store.describe(),
+                    exc.strerror or type(exc).__name__,
+                )
+                self._stop.set()
+                return
             self._thread = threading.Thread(
                 target=self._follow, args=(watcher,), name="dbswap-follower", daemon=True
             )
@@ -199,6 +209,7 @@ class Following:
                 if board is None:
                     return
                 try:
+                    self._store.maintain()  # e.g. take over as this host's relay (_relay)
                     board._current()  # a new state is served now; a time limit returns
                     self.publish()
                 except Exception as exc:  # the thread must go on (Redis down, a bad state)

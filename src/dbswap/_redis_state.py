@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -116,7 +117,15 @@ class RedisStateStore:
         lock_lease: float = LOCK_LEASE,
         socket_timeout: float = 2.0,
         cache_dir: str | os.PathLike[str] | None = None,
+        listen: bool = True,
+        known: State | None = None,
+        client_name: str | None = None,
     ) -> None:
+        """``listen=False``: commands only (no subscription, no thread, no state kept): what a
+        process that reads the state from its host's relay (``_relay``) switches with.
+        ``known``: the last state this host knew (instead of ``cache_dir``'s).
+        ``client_name``: how its connections appear in ``CLIENT LIST`` (default
+        ``dbswap:<prefix>:<host name>``)."""
         try:
             import redis
         except ImportError:
@@ -127,9 +136,17 @@ class RedisStateStore:
         url, prefix = split_prefix(url)
         self._masked_url = mask_url(url)
         try:
-            self._client: Any = redis.Redis.from_url(
-                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            # One command connection, shared by this store's threads (a short wait at most),
+            # and the listener's subscription: two per process, per host with a relay.
+            pool = redis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=2 if listen else 1,  # the subscription takes one of them
+                timeout=socket_timeout,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                client_name=client_name or f"dbswap:{prefix}:{socket.gethostname()}",
             )
+            self._client: Any = redis.Redis(connection_pool=pool)
         except ValueError as exc:
             raise ConfigError(f"bad DBSWAP_STATE URL {self._masked_url!r}: {exc}") from None
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
@@ -150,10 +167,13 @@ class RedisStateStore:
         # Called as (state, reason) after this process wrote back a state Redis had lost: the
         # board audits it. Without it nothing is written back (the state is only kept here).
         self.on_restored: Callable[[State, str], None] | None = None
+        # Called with each new state this process learns (the host's relay mirrors it).
+        self.on_state: Callable[[State], None] | None = None
+        self.restart_after_fork = listen  # a relay's store stays with the parent (_relay)
         self._version = memoryview(bytearray(8)).cast("Q")  # bumped when _cached changes
         self._version_lock = threading.Lock()
         self._watchers: weakref.WeakSet[EventWatcher] = weakref.WeakSet()
-        self._cached: State | None = _read_host_cache(self._host_cache, prefix)
+        self._cached: State | None = known or _read_host_cache(self._host_cache, prefix)
         self._from_host_cache = self._cached is not None
         self._answered = False  # Redis answered once: "no state" then means never switched
         self._trouble: str | None = None  # why the state Redis gave is not the one served
@@ -168,12 +188,18 @@ class RedisStateStore:
         self._token: str | None = None
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
-        try:
-            self._refresh()
-        except self._errors as exc:
-            self._set_reachable(False, exc)
-        self._start_listener()
+        if listen:
+            try:
+                self._refresh()
+            except self._errors as exc:
+                self._set_reachable(False, exc)
+            self._start_listener()
         _live_stores.add(self)
+
+    def disconnect(self) -> None:
+        """Close the idle connections (the client opens one again when next needed)."""
+        with contextlib.suppress(*self._errors):
+            self._client.connection_pool.disconnect()
 
     def describe(self) -> str:
         return f"Redis at {self._masked_url}"
@@ -215,6 +241,11 @@ class RedisStateStore:
         for watcher in list(self._watchers):
             watcher.event.set()  # follower threads: look now
         self._save_host_cache(state)
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception as exc:  # the listener must go on
+                logger.error("passing on a new state failed: %s", exc)
 
     def _settle(self, state: State | None) -> None:
         """Redis gave a usable state (or none, never switched): it is the one served."""
@@ -530,12 +561,31 @@ class RedisStateStore:
             self._client.delete(f"{self._prefix}:follower:{ident}")
 
     def followers(self) -> list[str] | None:
+        """Every process's record: its own key, or in its host's list (a relay's)."""
         try:
-            keys = list(self._client.scan_iter(match=f"{self._prefix}:follower:*", count=1000))
-            values = self._client.mget(keys) if keys else []
+            own = list(self._client.scan_iter(match=f"{self._prefix}:follower:*", count=1000))
+            hosts = list(self._client.scan_iter(match=f"{self._prefix}:host:*", count=1000))
+            values = self._client.mget(own) if own else []
+            lists = self._client.mget(hosts) if hosts else []
         except self._errors:
             return None
-        return [v.decode("utf-8", "replace") for v in values if v is not None]
+        records = [v.decode("utf-8", "replace") for v in values if v is not None]
+        for raw in lists:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                records.extend(str(r) for r in json.loads(raw))
+        return records
+
+    def publish_host(self, host: str, records: list[str], ttl: float) -> None:
+        """A relay's list of its host's followers (``ttl``: it lapses with the relay)."""
+        with contextlib.suppress(*self._errors):
+            self._client.set(f"{self._prefix}:host:{host}", json.dumps(records), px=int(ttl * 1000))
+
+    def withdraw_host(self, host: str) -> None:
+        with contextlib.suppress(*self._errors):
+            self._client.delete(f"{self._prefix}:host:{host}")
+
+    def maintain(self) -> None:
+        return None  # the listener thread does everything
 
     def revoke(self, token: str, until: float) -> None:
         ttl = max(1, math.ceil((until - time.time()) * 1000))
@@ -611,6 +661,8 @@ class RedisStateStore:
 
     def _restart_after_fork(self) -> None:
         # The parent's listener thread does not exist in the child; the pool reconnects itself.
+        if not self.restart_after_fork:
+            return
         self._thread_lock = threading.Lock()
         self._version_lock = threading.Lock()
         if self._lock_notice is not None:  # the child's own notice, with its own pid
@@ -629,6 +681,11 @@ def _parse(raw: bytes | list[bytes]) -> tuple[State | None, str]:
         return None, "not UTF-8 text"
     except ValueError as exc:
         return None, str(exc)
+
+
+def host_cache(directory: Path, url: str) -> State | None:
+    """The last state a (non-relayed) process of this host saw for ``url``'s prefix, if any."""
+    return _read_host_cache(directory / HOST_CACHE_FILE, split_prefix(url)[1])
 
 
 def _read_host_cache(path: Path | None, prefix: str) -> State | None:

@@ -210,6 +210,9 @@ class StateStore(Protocol):
     def revalidate(self) -> None:
         """The next ``current()`` reads the store afresh (a watcher woke us)."""
 
+    def maintain(self) -> None:
+        """Chores of a process that follows the state (its follower thread, every second)."""
+
     def publish_follower(self, ident: str, record: str) -> None:
         """This process follows the state: ``record`` (JSON) says how, until it ends."""
 
@@ -260,8 +263,10 @@ class GenerationCounter:
 class FileStateStore:
     """``<runtime dir>/db-target.json`` with a lock file beside it."""
 
-    def __init__(self, runtime_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, runtime_dir: str | os.PathLike[str], *, durable: bool = True) -> None:
+        """``durable=False``: no fsync (a host's copy of a state Redis keeps: ``_relay``)."""
         self.runtime_dir = Path(runtime_dir)
+        self.durable = durable
         self.path = self.runtime_dir / STATE_FILE
         self._thread_lock = threading.Lock()
         # (file identity, parsed state), swapped as one object so threads never mix two reads.
@@ -323,7 +328,7 @@ class FileStateStore:
             last[0] = now
             return True
 
-        return DirectoryWatcher(self.runtime_dir, changed)
+        return DirectoryWatcher(self.runtime_dir, STATE_FILE, changed)
 
     def _stamp(self) -> int | None:
         counter = self._counter or self._open_counter()
@@ -331,6 +336,9 @@ class FileStateStore:
 
     def revalidate(self) -> None:
         self._fast = (None, 0.0, None)
+
+    def maintain(self) -> None:
+        return None
 
     def publish_follower(self, ident: str, record: str) -> None:
         if sys.platform == "win32":  # pragma: no cover - no flock: followers are not counted
@@ -572,7 +580,8 @@ class FileStateStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(self.runtime_dir)
+        if self.durable:
+            _fsync_dir(self.runtime_dir)
         self._snapshot = (None, None)
         self._fast = (None, 0.0, None)
         counter = self._counter or self._open_counter()
@@ -588,7 +597,8 @@ class FileStateStore:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(state.to_json() + "\n")
                 f.flush()
-                os.fsync(f.fileno())
+                if self.durable:
+                    os.fsync(f.fileno())
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

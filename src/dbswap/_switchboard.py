@@ -293,15 +293,16 @@ class Switchboard:
         if not redis_state or "store" in options:
             board = cls(targets, **options)
         else:
-            from ._redis_state import RedisStateStore
+            from ._relay import RelayedStore
 
-            # Last: its listener must not outlive a bad config. The runtime dir keeps this
-            # host's last state, for a process that starts while Redis is down.
+            # Last: its threads must not outlive a bad config. One process per host follows
+            # Redis and keeps the host's copy of the state in the runtime dir (_relay).
             lease = _seconds(env, "DBSWAP_LOCK_LEASE")  # a production lock's (_redis_notice)
-            store = RedisStateStore(
-                state,
-                cache_dir=Path(options["runtime_dir"]).absolute(),
-                **({"lock_lease": lease} if lease else {}),
+            runtime_dir = Path(options["runtime_dir"]).absolute()
+            store = (
+                RelayedStore(state, runtime_dir, lock_lease=lease)
+                if lease
+                else RelayedStore(state, runtime_dir)
             )
             try:
                 board = cls(targets, store=store, **options)

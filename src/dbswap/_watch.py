@@ -1,11 +1,12 @@
 """Waiting for the state to change, without spending CPU while it does not.
 
 A follower thread blocks in ``Watcher.wait()``. For the file store it is woken
-when a file is renamed or written into the runtime dir (every switch ends with
-such a rename): on Linux by the kernel, through one inotify descriptor and one
-thread per process whatever the number of boards (``ctypes``; a user has few
-inotify instances); elsewhere by a look at the generation counter every
-``POLL`` seconds. For the Redis store the listener thread wakes it.
+when the state file is renamed into the runtime dir (every switch ends with
+such a rename; nothing else there wakes it): on Linux by the kernel, through
+one inotify descriptor and one thread per process whatever the number of
+boards (``ctypes``; a user has few inotify instances); elsewhere by a look at
+the generation counter every ``POLL`` seconds. For the Redis store the
+listener thread wakes it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 POLL = 0.05  # seconds between two looks at the counter where inotify is missing
-_IN_MOVED_TO, _IN_CLOSE_WRITE = 0x80, 0x08
+_IN_MOVED_TO = 0x80
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 
 
@@ -46,10 +47,11 @@ class EventWatcher(Watcher):
 
 
 class DirectoryWatcher(Watcher):
-    """Woken by a rename or write in ``directory`` (inotify), else when ``changed()`` is True."""
+    """Woken by a file renamed to ``name`` in ``directory`` (inotify), else when ``changed()``."""
 
-    def __init__(self, directory: Path, changed: Callable[[], bool]) -> None:
+    def __init__(self, directory: Path, name: str, changed: Callable[[], bool]) -> None:
         super().__init__()
+        self.name = os.fsencode(name)
         self._changed = changed
         self._directory = os.fsencode(directory)
         self._watching = _hub.add(self._directory, self)
@@ -86,9 +88,7 @@ class _Inotify:
             if not self._ready():
                 return False
             assert self._libc is not None and self._fd is not None
-            wd = int(
-                self._libc.inotify_add_watch(self._fd, directory, _IN_MOVED_TO | _IN_CLOSE_WRITE)
-            )
+            wd = int(self._libc.inotify_add_watch(self._fd, directory, _IN_MOVED_TO))
             if wd < 0:
                 return False
             self._watches.setdefault(wd, set()).add(watcher)
@@ -127,14 +127,17 @@ class _Inotify:
                 data = os.read(fd, 65536)
             except (OSError, ValueError):  # closed (after a fork): this thread is done
                 return
-            woken: set[int] = set()
+            woken: set[tuple[int, bytes]] = set()
             offset = 0
             while offset + _EVENT.size <= len(data):
                 wd, _, _, length = _EVENT.unpack_from(data, offset)
-                woken.add(wd)
-                offset += _EVENT.size + length
+                start = offset + _EVENT.size
+                woken.add((wd, data[start : start + length].rstrip(b"\0")))
+                offset = start + length
             with self._lock:
-                watchers = [w for wd in woken for w in self._watches.get(wd, ())]
+                watchers = [
+                    w for wd, name in woken for w in self._watches.get(wd, ()) if w.name == name
+                ]
             for watcher in watchers:
                 watcher.event.set()
 
