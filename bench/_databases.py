@@ -199,6 +199,7 @@ def redis_forget(url: str, prefix: str) -> None:
 
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        client.delete(f"{prefix}:state", f"{prefix}:lock")
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
     finally:
         client.close()

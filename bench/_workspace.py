@@ -39,6 +39,10 @@ class Sizes:
     fleet_threads: int = 8  # ...and threads per worker
     propagation_spacing: float = 0.03  # seconds between two switches of one store
     cli_rounds: int = 21  # fresh processes per CLI command (and as many for the baseline)
+    hosts: int = 1000  # simulated hosts on one Redis (bench.hosts)...
+    host_processes: int = 25  # ...spread over this many processes
+    host_switches: int = 20  # switches they all follow
+    host_spacing: float = 0.3  # seconds between two of them
 
 
 FULL = Sizes(
@@ -73,6 +77,10 @@ QUICK = Sizes(
     observers=1,
     propagation_switches=6,
     cli_rounds=2,
+    hosts=20,
+    host_processes=2,
+    host_switches=3,
+    host_spacing=0.2,
 )
 
 

@@ -16,7 +16,19 @@ import sqlalchemy
 
 import dbswap
 
-from . import fleet, hotpath, overhead, overhead_async, scaling, startup, switching, timeline, web
+from . import (
+    django_app,
+    fleet,
+    hosts,
+    hotpath,
+    overhead,
+    overhead_async,
+    scaling,
+    startup,
+    switching,
+    timeline,
+    web,
+)
 from ._databases import Postgres, fast_dir, fs_type
 from ._report import Report, Row, fmt_time, table, write
 from ._workspace import FULL, QUICK, Workspace
@@ -35,6 +47,8 @@ SUITES: dict[str, tuple[str, Callable[[Workspace], list[Row]]]] = {
     "hotpath": ("hot path: each step of a pinned session, in ns; profile", hotpath.run),
     "timeline": ("in-process latency around a switch (the plot)", timeline.run),
     "fleet": ("gunicorn fleet under switching; propagation, file vs Redis", fleet.run),
+    "django": ("a Django app under gunicorn: dbswap vs plain Django", django_app.run),
+    "hosts": ("many hosts on one Redis (relays): propagation; a follower's CPU", hosts.run),
     "cli": ("the dbswap command's start-up, against importing SQLAlchemy", startup.run),
 }
 
@@ -102,7 +116,18 @@ def run(selected: list[str], args: argparse.Namespace) -> Report:
         report.notes += _implied(report.rows, ws)
     finally:
         ws.close()
-    order = ["overhead", "switch", "restart", "scaling", "hotpath", "timeline", "fleet", "cli"]
+    order = [
+        "overhead",
+        "switch",
+        "restart",
+        "scaling",
+        "hotpath",
+        "timeline",
+        "fleet",
+        "django",
+        "hosts",
+        "cli",
+    ]
     report.rows.sort(key=lambda row: order.index(row.suite) if row.suite in order else 99)
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
     report.meta["loadavg_end"] = _loadavg()

@@ -413,7 +413,7 @@ def test_the_openapi_schema_documents_the_json_routes(client: TestClient) -> Non
     assert PAGE not in paths
     switch = paths[SWITCH]["post"]
     body_schema = switch["requestBody"]["content"]["application/json"]["schema"]
-    options = {"readOnly", "ignoreSchema", "forSeconds", "thenTarget"}
+    options = {"readOnly", "ignoreSchema", "forSeconds", "thenTarget", "wait"}
     assert [set(s["properties"]) for s in body_schema["oneOf"]] == [
         {"useProduction", *options},
         {"target", *options},

@@ -24,6 +24,7 @@ from bench._gunicorn import gunicorn_missing  # noqa: E402
 from bench._measure import median_interval, paired, percentile  # noqa: E402
 from bench._server import demo_missing  # noqa: E402
 from bench.cli import main  # noqa: E402
+from bench.django_app import django_missing  # noqa: E402
 
 POSTGRES_ROWS = {
     "1b.get.pg",
@@ -44,13 +45,32 @@ HTTP_ROWS = {
     "t.http.first",
 }
 FLEET_LOAD_ROWS = {"f.rps", "f.rps.grace", "f.latency.p99", "f.failed", "f.wrong-target"}
-COUNT_ROWS = {"f.failed", "f.wrong-target"}  # subject: how many (must be 0); baseline: out of
-REDIS_ROWS = {"f.propagation.redis.p50", "f.propagation.redis.p99"}
+DJANGO_ROWS = {
+    "d.django.p50",
+    "d.django.p99",
+    "d.django.switching.p50",
+    "d.django.switching.p99",
+    "d.django.failed",
+}
+COUNT_ROWS = {
+    "f.failed",
+    "f.wrong-target",
+    "d.django.failed",
+    "h.hosts.missed",
+}  # how many (must be 0); out of
+REDIS_ROWS = {
+    "f.propagation.redis.p50",
+    "f.propagation.redis.p99",
+    "h.hosts.p99",
+    "h.hosts.missed",
+    "h.follower.cpu",
+}
 EXPECTED_ROWS = (
     POSTGRES_ROWS
     | HTTP_ROWS
     | FLEET_LOAD_ROWS
     | REDIS_ROWS
+    | DJANGO_ROWS
     | {
         "1a.get.sqlite-mem",
         "1a.get.sqlite-mem.no-state",
@@ -119,12 +139,13 @@ def test_quick_run_has_every_row_with_a_finite_positive_ratio(
     rows = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]
     keys = [row["key"] for row in rows]
     assert sorted(keys) == sorted(EXPECTED_ROWS)  # each once
-    may_skip = (set() if _postgres_reachable() else POSTGRES_ROWS | FLEET_LOAD_ROWS) | (
-        HTTP_ROWS if demo_missing() else set()
-    )
+    may_skip = (
+        set() if _postgres_reachable() else POSTGRES_ROWS | FLEET_LOAD_ROWS | DJANGO_ROWS
+    ) | (HTTP_ROWS if demo_missing() else set())
     may_skip |= (FLEET_LOAD_ROWS if gunicorn_missing() else set()) | (
         REDIS_ROWS if redis_missing() else set()
     )
+    may_skip |= DJANGO_ROWS if django_missing() else set()
     for row in rows:
         assert row["key"] in printed
         if row["skipped"] is not None:

@@ -227,7 +227,8 @@ def test_2000_switches_leak_neither_connections_nor_memory(
     for name, url in urls.items():
         prepare(url, name)
     dbs = {name: sa.make_url(url).database for name, url in urls.items()}
-    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    # Retired at once: every switch parks a pool and makes a new one, the most churn.
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt", retire_grace=0)
     make = board.sessionmaker()
     rss = []
     random.seed(7)

@@ -396,14 +396,17 @@ def test_working_on_production_never_connects_to_local(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("grace", [0.0, 0.5], ids=["no-grace", "after-the-grace"])
 def test_connections_to_the_inactive_target_drop_to_zero(
-    pg_url: Callable[[str], str], tmp_path: Path
+    pg_url: Callable[[str], str], tmp_path: Path, grace: float
 ) -> None:
+    """Once its in-flight sessions end: at once without a retire grace, else when it ends
+    (the default keeps a switched-away target's idle connections 5 s, for a switch back)."""
     urls = {"local": pg_url("local"), "production": pg_url("production")}
     seed(urls["local"], ["l"])
     seed(urls["production"], ["p"])
     dbs = {name: sa.make_url(url).database for name, url in urls.items()}
-    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt", retire_grace=grace)
     make = board.sessionmaker()
     in_flight = make()
     assert read_labels(in_flight) == ["l"]  # holds a local connection across the switches
@@ -415,6 +418,9 @@ def test_connections_to_the_inactive_target_drop_to_zero(
     board.use("production")
     with make() as s:
         assert read_labels(s) == ["p"]
+    if grace:
+        assert pg_connections(dbs["local"]) >= 1  # kept for a switch back...
+        time.sleep(grace + 0.5)  # ...until the grace ends
     assert pg_connections(dbs["local"]) == 1  # only the in-flight session's
     in_flight.close()
     assert pg_connections(dbs["local"]) == 0
@@ -431,7 +437,7 @@ def test_a_connection_from_before_a_switch_back_closes_when_given_back(
     urls = {"local": pg_url("local"), "production": pg_url("production")}
     seed(urls["local"], ["l"])
     local_db = sa.make_url(urls["local"]).database
-    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt", retire_grace=0)  # parked at once
     make = board.sessionmaker()
     gc.disable()  # the discarded pool would close it on collection: prove it needs none
     try:
@@ -459,7 +465,7 @@ def test_a_connection_opened_by_a_pool_being_discarded_closes_when_given_back(
     urls = {"local": pg_url("local"), "production": pg_url("production")}
     seed(urls["local"], ["l"])
     local_db = sa.make_url(urls["local"]).database
-    board = Switchboard(urls, runtime_dir=tmp_path / "rt")
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt", retire_grace=0)  # parked at once
     opening, release = threading.Event(), threading.Event()
 
     @sa.event.listens_for(board.engine_for("local"), "do_connect")
@@ -494,6 +500,7 @@ def test_a_connection_opened_by_a_pool_being_discarded_closes_when_given_back(
 def test_only_pools_dbswap_no_longer_hands_out_listen_to_check_ins(board: Switchboard) -> None:
     """A check-in listener alone costs a SQLite query ~0.9 %: the pool of the active target and
     mode has none; a retired one closes what it gets back, until the target is active again."""
+    board._engines.retire_grace = 0  # retired at once, not after a grace: what this is about
     make = board.sessionmaker()
     local = board.engine_for("local")
     with make() as s:
@@ -746,3 +753,25 @@ def test_retire_grace_from_the_environment_must_be_a_number(tmp_path: Path) -> N
         Switchboard.from_env(env, cwd=tmp_path)
     board = Switchboard.from_env(env | {"DBSWAP_RETIRE_GRACE": "2.5"}, cwd=tmp_path)
     assert board._engines.retire_grace == 2.5
+
+
+@pytest.mark.postgres
+def test_a_switch_back_within_the_grace_finds_its_connections_warm(
+    pg_url: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The default retire grace: switching back and forth reconnects nothing (no storm)."""
+    urls = {"local": pg_url("local"), "production": pg_url("production")}
+    board = Switchboard(urls, runtime_dir=tmp_path / "rt")  # the default: a 5 s grace
+    make = board.sessionmaker()
+
+    def backend() -> int:
+        with make() as s:
+            return int(s.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+
+    first = {backend()}
+    board.use("production")
+    first.add(backend())
+    for target in ("local", "production") * 5:
+        board.use(target)
+        assert backend() in first  # the same server connection: nothing opened again
+    board.dispose()

@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,58 @@ def is_memory_sqlite(url: URL) -> bool:
 Key = tuple[str, bool]  # (target name, read-only?)
 
 
+class _Retirer:
+    """One thread per process retires the targets whose grace has passed.
+
+    Not a timer thread per retire: a fleet switching ten times a second would
+    start forty threads a second, and a switch back within the grace costs nothing.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._due: dict[tuple[int, str], tuple[float, weakref.ReferenceType[EngineCache]]] = {}
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, cache: EngineCache, name: str, at: float) -> None:
+        with self._condition:
+            self._due[(id(cache), name)] = (at, weakref.ref(cache))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dbswap-retire", daemon=True)
+                self._thread.start()
+            self._condition.notify()
+
+    def cancel(self, cache: EngineCache, name: str) -> None:
+        with self._condition:
+            self._due.pop((id(cache), name), None)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while True:
+                    now = time.monotonic()
+                    due = [key for key, (at, _) in self._due.items() if at <= now]
+                    if due:
+                        ready = [(key[1], self._due.pop(key)[1]) for key in due]
+                        break
+                    soonest = min((at for at, _ in self._due.values()), default=None)
+                    self._condition.wait(None if soonest is None else soonest - now)
+            for name, ref in ready:
+                cache = ref()
+                if cache is not None:
+                    try:
+                        cache._retire_now(name, scheduled=True)
+                    except Exception as exc:  # the thread must go on
+                        logger.error("retiring %r failed: %s", name, exc)
+
+    def after_fork_in_child(self) -> None:
+        self._condition = threading.Condition()
+        self._due.clear()
+        self._thread = None
+
+
+_retirer = _Retirer()
+
+
 class EngineCache:
     """Engines keyed by target name and mode; safe to use from many threads."""
 
@@ -148,12 +201,11 @@ class EngineCache:
     ) -> None:
         self._options = dict(engine_options or {})
         self._target_options = {name: dict(o) for name, o in (target_options or {}).items()}
-        # Seconds a target's pool survives being switched away from, for fleets that switch
-        # back and forth quickly; 0 closes its connections at once (the default). Bounded:
-        # an infinite grace would crash its timer thread, not this call.
+        # Seconds a target's pool survives being switched away from: a quick switch back
+        # finds it warm (no reconnect storm, no new pool); 0 closes its connections at once.
         self.retire_grace = check_seconds(retire_grace, "retire_grace", zero_ok=True)
         self._retire_lock = threading.Lock()
-        self._retire_timers: dict[str, threading.Timer] = {}
+        self._retiring: set[str] = set()  # switched away from, within their grace
         self._lock = threading.Lock()
         self._sync: dict[Key, Engine] = {}
         self._async: dict[Key, AsyncEngine] = {}
@@ -288,21 +340,19 @@ class EngineCache:
     def retire(self, name: str) -> None:
         """The target is no longer active: release its connections (after the grace, if any)."""
         if self.retire_grace <= 0:
-            self._retire_now(name, None)
+            self._retire_now(name, scheduled=False)
             return
         with self._retire_lock:
-            if name in self._retired or name in self._retire_timers:
+            if name in self._retired or name in self._retiring:
                 return
-            timer = threading.Timer(self.retire_grace, lambda: self._retire_now(name, timer))
-            timer.daemon = True
-            self._retire_timers[name] = timer
-        timer.start()
+            self._retiring.add(name)
+        _retirer.schedule(self, name, time.monotonic() + self.retire_grace)
 
-    def _retire_now(self, name: str, timer: threading.Timer | None) -> None:
+    def _retire_now(self, name: str, *, scheduled: bool) -> None:
         with self._retire_lock:
-            if timer is not None and self._retire_timers.get(name) is not timer:
+            if scheduled and name not in self._retiring:
                 return  # switched back to it meanwhile
-            self._retire_timers.pop(name, None)
+            self._retiring.discard(name)
             self._retired.add(name)
         for read_only in (False, True):
             self.release(name, read_only)
@@ -364,10 +414,11 @@ class EngineCache:
     def activate(self, name: str, read_only: bool) -> None:
         """``name`` is active in this mode: un-retire it and un-park that mode's engines."""
         with self._retire_lock:
-            timer = self._retire_timers.pop(name, None)
+            retiring = name in self._retiring
+            self._retiring.discard(name)
             self._retired.discard(name)
-        if timer is not None:
-            timer.cancel()
+        if retiring:
+            _retirer.cancel(self, name)
         engine = self._sync.get((name, read_only))
         if engine is not None:
             self._unpark(engine)
@@ -431,7 +482,7 @@ class EngineCache:
             async_engine.sync_engine.dispose(close=False)
         self._lock = threading.Lock()
         self._retire_lock = threading.Lock()
-        self._retire_timers.clear()  # the parent's timer threads do not exist here
+        self._retiring.clear()  # the child's engines start empty: nothing to retire
         self._disposals.clear()  # nor its event loop's tasks
         self._parked.clear()
         self._park_lock = threading.Lock()
@@ -521,6 +572,7 @@ _live_caches: weakref.WeakSet[EngineCache] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    _retirer.after_fork_in_child()  # the parent's thread does not exist here
     for cache in list(_live_caches):
         cache._forget_after_fork()
 

@@ -203,13 +203,16 @@ class Following:
             self._published_at = now
 
     def _follow(self, watcher: Any) -> None:
+        chores_at = 0.0
         try:
             while not self._stop.is_set():
                 board = self._board()
                 if board is None:
                     return
                 try:
-                    self._store.maintain()  # e.g. take over as this host's relay (_relay)
+                    if time.monotonic() >= chores_at:  # once a second, not on every switch
+                        self._store.maintain()  # e.g. take over as this host's relay (_relay)
+                        chores_at = time.monotonic() + HEARTBEAT
                     board._current()  # a new state is served now; a time limit returns
                     self.publish()
                 except Exception as exc:  # the thread must go on (Redis down, a bad state)

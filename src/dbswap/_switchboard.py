@@ -74,6 +74,9 @@ logger = logging.getLogger("dbswap")
 PRODUCTION = "production"
 LOCK_TIMEOUT = 10.0  # seconds a switch waits for another switch to finish
 MAX_WAIT = 600.0  # seconds use(wait=...) may wait for the followers
+# Seconds a switched-away target keeps its idle connections: a switch back within it finds
+# them warm (a fleet switching back and forth keeps its capacity); then they close.
+RETIRE_GRACE = 5.0
 _TRUE = {"1", "true", "yes", "on"}
 
 SwitchCallback = Callable[["SwitchResult"], object]
@@ -119,7 +122,7 @@ class Switchboard:
         target_options: Mapping[str, Mapping[str, Any]] | None = None,
         read_only_targets: Iterable[str] = (),
         alembic_config: str | os.PathLike[str] | None = None,
-        retire_grace: float = 0.0,
+        retire_grace: float = RETIRE_GRACE,
         max_production: timedelta | float | None = None,
     ) -> None:
         self._targets = _as_targets(targets)
@@ -273,7 +276,11 @@ class Switchboard:
             "read_only_targets": [
                 name for name in env.get("DBSWAP_READONLY", "").split(",") if name.strip()
             ],
-            "retire_grace": _seconds(env, "DBSWAP_RETIRE_GRACE"),
+            "retire_grace": (
+                _seconds(env, "DBSWAP_RETIRE_GRACE")
+                if env.get("DBSWAP_RETIRE_GRACE", "").strip()
+                else RETIRE_GRACE
+            ),
             "max_production": (
                 parse_duration(env["DBSWAP_MAX_PRODUCTION"], "DBSWAP_MAX_PRODUCTION")
                 if env.get("DBSWAP_MAX_PRODUCTION", "").strip()
