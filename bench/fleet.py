@@ -75,11 +75,13 @@ def _databases(ws: Workspace) -> tuple[dict[str, str], str]:
     return urls, "PostgreSQL"
 
 
-def _load(ws: Workspace, urls: dict[str, str], retire_grace: float = 0.0) -> list[Row]:
+def _load(ws: Workspace, urls: dict[str, str], retire_grace: float | None = None) -> list[Row]:
+    """``retire_grace`` None: the library's default (``DBSWAP_RETIRE_GRACE`` unset)."""
     sizes = ws.sizes
     env = {f"DATABASE_URL_{name.upper()}": url for name, url in urls.items()}
-    env["DBSWAP_RUNTIME_DIR"] = str(ws.runtime_dir(f"fleet-{retire_grace:g}"))
-    env["DBSWAP_RETIRE_GRACE"] = str(retire_grace)
+    env["DBSWAP_RUNTIME_DIR"] = str(ws.runtime_dir(f"fleet-{retire_grace}"))
+    if retire_grace is not None:
+        env["DBSWAP_RETIRE_GRACE"] = str(retire_grace)
     server = Gunicorn(ws.disk / "fleet", env, sizes.fleet_workers, sizes.fleet_threads)
     rounds: list[tuple[Phase, Phase]] = []
     connections: dict[bool, list[float]] = {False: [], True: []}  # new connections per second

@@ -110,6 +110,8 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
     sims = []
     switcher = Switchboard(urls, runtime_dir=base / "switcher", store=RedisStateStore(url))
     spread = _Spread()
+    base.mkdir(parents=True, exist_ok=True)
+    log = (base / "hosts.log").open("w")  # what the simulated hosts logged
     try:
         for first in range(0, hosts, per):
             count = min(per, hosts - first)
@@ -121,6 +123,7 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
                     cwd=REPO,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
+                    stderr=log,
                     text=True,
                 )
             )
@@ -146,12 +149,14 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
             sim.stdin.flush()
             seen: dict[str, dict[str, float]] = json.loads(sim.stdout.readline())
             for host in seen.values():
+                got = {int(generation): at for generation, at in host.items()}
                 for generation, start in stamps.items():
-                    at = host.get(str(generation))
-                    if at is None:
-                        spread.missed += 1
+                    # A host may go straight to a later generation: it saw this one then.
+                    later = [at for g, at in got.items() if g >= generation]
+                    if later:
+                        spread.latencies.append(min(later) - start)
                     else:
-                        spread.latencies.append(at - start)
+                        spread.missed += 1
     finally:
         for sim in sims:
             if sim.poll() is None:
@@ -159,6 +164,7 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
             sim.communicate()
         switcher.close()
         redis_forget(REDIS, prefix)
+        log.close()
     return spread
 
 

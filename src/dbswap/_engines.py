@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # asyncio is imported only where an asyncio engine is made or
 logger = logging.getLogger("dbswap")
 
 CONNECT_TIMEOUT = 10  # seconds; the health check has its own, shorter, deadline
+POOL_SIZE = 10  # idle connections a pool keeps (SQLAlchemy's default is 5), unless set
 
 _ASYNC_DRIVERS = {
     "sqlite": "aiosqlite",
@@ -152,11 +153,14 @@ class _Retirer:
 
     def schedule(self, cache: EngineCache, name: str, at: float) -> None:
         with self._condition:
+            # the thread wakes by itself at the soonest deadline waiting (graces differ per board)
+            sooner = all(at < due for due, _ in self._due.values())
             self._due[(id(cache), name)] = (at, weakref.ref(cache))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="dbswap-retire", daemon=True)
                 self._thread.start()
-            self._condition.notify()
+            if sooner:
+                self._condition.notify()
 
     def cancel(self, cache: EngineCache, name: str) -> None:
         with self._condition:
@@ -284,7 +288,7 @@ class EngineCache:
         from sqlalchemy.ext.asyncio import create_async_engine
 
         url = async_url(target.sa_url)
-        options = self._options_for(target) | extra
+        options = _pool_default(self._options_for(target) | extra, url)
         options["connect_args"] = _connect_args(url) | options.get("connect_args", {})
         engine = create_async_engine(url, **options)
         _label_connections(engine.sync_engine, target.name, read_only)
@@ -330,6 +334,7 @@ class EngineCache:
         if is_memory_sqlite(url) and url.database not in (None, "", ":memory:"):
             # a shared-cache memory URI: name the pool SQLAlchemy used to pick on its own
             options.setdefault("poolclass", SingletonThreadPool)
+        options = _pool_default(options, url)
         options["connect_args"] = _connect_args(url) | options.get("connect_args", {})
         engine = create_engine(url, **options)
         _label_connections(engine, target.name, read_only)
@@ -432,15 +437,15 @@ class EngineCache:
 
         ref = self._loops.get(name)
         loop = ref() if ref is not None else None
-        if loop is None or loop.is_closed():
-            return
-        running = _running_loop()
         disposal: asyncio.Future[None] | concurrent.futures.Future[None]
-        if running is loop:
+        if loop is not None and loop is _running_loop():
             disposal = loop.create_task(_dispose_pool(pool))
-        elif loop.is_running():
+        elif loop is not None and loop.is_running():
             disposal = asyncio.run_coroutine_threadsafe(_dispose_pool(pool), loop)
-        else:
+        else:  # its loop has ended (a test client's, ``asyncio.run``'s): nobody else has them
+            threading.Thread(
+                target=asyncio.run, args=(_dispose_pool(pool),), name="dbswap-dispose", daemon=True
+            ).start()  # on a loop of its own, in a thread of its own (this one may run another)
             return
         self._disposals.add(disposal)  # adispose() waits for it: nothing left pending
         disposal.add_done_callback(self._disposals.discard)
@@ -491,6 +496,16 @@ class EngineCache:
         self._loops.clear()
         self._binds.clear()
         self._new_epoch()
+
+
+def _pool_default(options: dict[str, Any], url: URL) -> dict[str, Any]:
+    """``pool_size=POOL_SIZE`` unless the app chose its pool: SQLAlchemy keeps 5 idle
+    connections and closes any more on their return, so a worker whose threads move from
+    one target's pool to the other's on every switch would reconnect its sixth and later
+    threads each time."""
+    if is_memory_sqlite(url) or {"poolclass", "pool", "pool_size"} & set(options):
+        return options
+    return options | {"pool_size": POOL_SIZE}
 
 
 def _close_when_given_back(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:

@@ -8,9 +8,12 @@ at, as the user the app runs as. So every file there is opened with
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 NOT_A_LINK = (
     "it is a symbolic link, which dbswap does not follow in its runtime dir; point "
@@ -37,14 +40,40 @@ def read_file(path: str | os.PathLike[str], limit: int) -> bytes:
     """At most ``limit`` bytes of a file (refusing a link); ``FileNotFoundError`` if none."""
     fd = open_file(path, os.O_RDONLY)
     try:
-        chunks: list[bytes] = []
-        size = 0
-        while size < limit:
-            chunk = os.read(fd, limit - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
+        # One system call: the runtime dir's files are regular files, where a read gives less
+        # than asked for only at their end.
+        return os.read(fd, limit)
     finally:
         os.close(fd)
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _renameat2() -> object | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # an old C library
+        return None
+
+
+_exchange = _renameat2()
+
+
+def replace_quickly(source: str, destination: str | os.PathLike[str]) -> None:
+    """``os.replace(source, destination)`` for a file that need not be durable.
+
+    ext4 flushes a file renamed over another to disk (~0.2 ms here, most of what
+    a relay spends per switch); exchanging the two files atomically, then
+    removing the old one, is as atomic for readers and ~5x cheaper. Falls back
+    to ``os.replace`` where that cannot be done (no ``destination`` yet...).
+    """
+    target = os.fsencode(destination)
+    if _exchange is not None:
+        exchange: Any = _exchange
+        if exchange(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, target, _RENAME_EXCHANGE) == 0:
+            os.unlink(source)  # the old file, now under the temporary name
+            return
+    os.replace(source, destination)

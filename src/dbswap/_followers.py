@@ -41,6 +41,7 @@ logger = logging.getLogger("dbswap")
 
 HEARTBEAT = 1.0  # seconds: a follower looks at the state (and renews its record) this often
 POLL = 0.005  # seconds between two looks at the records while a switch waits for them
+RECORD_BYTES = 256  # a record is padded to this: its file is rewritten in place, in one write
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class Following:
         self._stop = threading.Event()
         self._ident = ""
         self._said: tuple[str, int] | None = None  # (target, generation) last published
-        self._since = utc_now()
+        self._record = ""  # what was published last (padded: rewritten in one system call)
         self._published_at = 0.0
 
     @property
@@ -191,15 +192,16 @@ class Following:
             if (target, generation) == self._said and now - self._published_at < HEARTBEAT:
                 return
             if (target, generation) != self._said:
-                self._said, self._since = (target, generation), utc_now()
-            record = {
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "target": target,
-                "generation": generation,
-                "since": self._since,
-            }
-            self._store.publish_follower(self._ident, json.dumps(record))
+                self._said = (target, generation)
+                record = {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "target": target,
+                    "generation": generation,
+                    "since": utc_now(),
+                }
+                self._record = json.dumps(record).ljust(RECORD_BYTES)
+            self._store.publish_follower(self._ident, self._record)
             self._published_at = now
 
     def _follow(self, watcher: Any) -> None:

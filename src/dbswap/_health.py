@@ -207,7 +207,7 @@ def _probe(engine: Engine, target: Target, guard: SchemaGuard | None) -> tuple[s
 async def _probe_async(
     engine: AsyncEngine, target: Target, guard: SchemaGuard | None
 ) -> tuple[str, ...] | None:
-    query = _probe_query(target)  # a server's: no file to look for on the loop
+    query = _probe_query(target)  # (a SQLite file: one stat on the loop, before it is opened)
 
     async def run() -> tuple[str, ...] | None:
         async with engine.connect() as conn:

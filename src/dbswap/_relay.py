@@ -49,17 +49,27 @@ if sys.platform != "win32":
 from ._errors import SwitchLocked
 from ._files import open_file, read_file
 from ._redis_notice import LOCK_LEASE, LockNotice
-from ._redis_state import RedisStateStore, StateUnavailable, host_cache, split_prefix
-from ._state import STATE_MODE, FileStateStore, Signal, State
-from ._watch import Watcher
+from ._redis_state import (
+    FOLLOWER_TTL,
+    RedisStateStore,
+    StateUnavailable,
+    host_cache,
+    split_prefix,
+)
+from ._state import FOLLOWERS_DIR, STATE_MODE, FileStateStore, Signal, State
+from ._watch import IN_CLOSE_WRITE, IN_DELETE, IN_MODIFY, IN_MOVED_TO, DirectoryWatcher, Watcher
 
 logger = logging.getLogger("dbswap")
 
 RELAY_LOCK = "db-relay.lock"
 RELAY_STATUS = "db-relay.json"
-TICK = 0.5  # seconds between two rounds of the relay's chores (and two takeover attempts)
-HOST_TTL = 3.0  # a host's list of followers lapses this long after its relay's last renewal
-ACK_WINDOW = 1.0  # after a switch, the relay republishes its host's followers as they follow
+TICK = 1.0  # seconds between two looks of the relay at its chores
+HOST_RENEW = 1.0  # seconds between two renewals of the host's list of followers...
+HOST_TTL = FOLLOWER_TTL  # ...which lapses as a follower's record does: the whole host died
+STATUS_EVERY = 2.0  # seconds between two looks at the fleet's production lock, for the members
+# What changes a process's record in followers/: a new one, an update, its end (its process
+# closing it, SIGKILL included), its removal.
+PRESENCE_EVENTS = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE
 STARTUP_WAIT = 1.0  # a process with no copy of the state waits this long for the relay's first
 COPY_WAIT = 5.0  # seconds to wait for the copy's lock (another writer of this host)
 
@@ -89,7 +99,6 @@ class RelayedStore:
         self._relay_fd: int | None = None
         self._chores: threading.Thread | None = None
         self._stop = threading.Event()
-        self._switched = threading.Event()  # the relay learnt a state: republish followers soon
         self._notice: LockNotice | None = None  # the host's production lock, carried to Redis
         self._status_said: str | None = None
         self._in_switch = False
@@ -253,14 +262,11 @@ class RelayedStore:
         The relay and a switcher of this host may both write it: under the copy's lock.
         """
         with self._mirror.lock(COPY_WAIT):
-            try:
-                known = self._mirror.read()
-            except ValueError:  # garbage in the copy: this write repairs it
-                known = None
+            self._mirror.revalidate()  # what another writer of this host may just have written
+            known = self._mirror.current()
             if known is not None and (known == state or known.generation > state.generation):
                 return
             self._mirror.write(state)
-        self._switched.set()
 
     # -- the relay -----------------------------------------------------------------
 
@@ -303,39 +309,38 @@ class RelayedStore:
             hook(state, reason)
 
     def _do_chores(self) -> None:
-        next_round = 0.0
-        while not self._stop.is_set():
-            if self._switched.wait(TICK):
-                self._switched.clear()
-                self._publish_followers_as_they_follow()
-            if time.monotonic() >= next_round:
+        """The host's followers to Redis as soon as one's record changes (a switch taken, a
+        process come or gone: inotify on followers/), renewed every HOST_RENEW seconds; the
+        lock and the status now and then. Nothing while nothing happens."""
+        directory = self.runtime_dir / FOLLOWERS_DIR
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            watcher: Watcher = DirectoryWatcher(directory, None, lambda: False, PRESENCE_EVENTS)
+        except OSError:
+            watcher = Watcher()  # no directory to watch: renewals only
+        renew_at = status_at = 0.0
+        try:
+            while not self._stop.is_set():
+                changed = watcher.wait(TICK)
+                now = time.monotonic()
                 try:
-                    self._say_status()
-                    self._carry_lock()
-                    self._publish_followers()
+                    if changed or now >= renew_at:
+                        self._publish_followers()
+                        renew_at = now + HOST_RENEW
+                    if now >= status_at:
+                        self._say_status()
+                        self._carry_lock()
+                        status_at = now + STATUS_EVERY
                 except Exception as exc:  # the relay must go on, whatever happens
                     logger.error("the relay's chores failed: %s", exc)
-                next_round = time.monotonic() + TICK
+        finally:
+            watcher.close()
 
     def _publish_followers(self) -> None:
         relay = self._relay
         records = self._mirror.followers()
         if relay is not None and records is not None:
             relay.publish_host(self._host, records, HOST_TTL)
-
-    def _publish_followers_as_they_follow(self) -> None:
-        """After a switch: republish this host's list as soon as it changes, for a while."""
-        deadline = time.monotonic() + ACK_WINDOW
-        published: list[str] | None = None
-        while time.monotonic() < deadline and not self._stop.is_set():
-            records = self._mirror.followers()
-            if records != published:
-                relay = self._relay
-                if relay is None or records is None:
-                    return
-                relay.publish_host(self._host, records, HOST_TTL)
-                published = records
-            time.sleep(0.002)
 
     def _carry_lock(self) -> None:
         """This host's production lock, announced fleet-wide (with a lease) while it holds."""

@@ -39,7 +39,7 @@ else:
     import fcntl
 
 from ._errors import SwitchLocked
-from ._files import NOT_A_LINK, link_refused, open_file, read_file
+from ._files import NOT_A_LINK, link_refused, open_file, read_file, replace_quickly
 from ._watch import DirectoryWatcher, Watcher
 
 logger = logging.getLogger("dbswap")
@@ -282,6 +282,7 @@ class FileStateStore:
         self._counter_refused = False  # the counter is a planted link (said once)
         self._revoked: tuple[tuple[int, int, int], frozenset[str]] | None = None
         self._presence: dict[str, int] = {}  # this process's follower files (descriptors)
+        self._presence_sizes: dict[str, int] = {}  # and the length last written to each
 
     def describe(self) -> str:
         return str(self.path)
@@ -355,8 +356,9 @@ class FileStateStore:
             self._presence[ident] = fd
             _with_presence.add(self)
         data = record.encode("utf-8")
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
+        if os.pwrite(fd, data, 0) != len(data) or len(data) < self._presence_sizes.get(ident, 0):
+            os.ftruncate(fd, len(data))  # shorter than before (a record not padded)
+        self._presence_sizes[ident] = len(data)
 
     def withdraw_follower(self, ident: str) -> None:
         fd = self._presence.pop(ident, None)
@@ -575,13 +577,17 @@ class FileStateStore:
             self.unstage()
             tmp = self._write_temporary(state)
         try:
-            os.replace(tmp, self.path)
+            if self.durable:
+                os.replace(tmp, self.path)
+            else:  # a copy: without ext4's flush of a file renamed over another
+                replace_quickly(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        if self.durable:
-            _fsync_dir(self.runtime_dir)
+        # No fsync of the directory: the rename is atomic (the old state or the new one), and
+        # a rename a power loss undoes is caught by the audit trail, whose line was synced
+        # first: the next switch finds a line with no commit and voids it (``_audit``).
         self._snapshot = (None, None)
         self._fast = (None, 0.0, None)
         counter = self._counter or self._open_counter()
@@ -591,18 +597,25 @@ class FileStateStore:
     def _write_temporary(self, state: State) -> str:
         """A temporary file beside the state, holding ``state``, fsynced: replace() commits it."""
         self.runtime_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TEMPORARY[0], suffix=_TEMPORARY[1], dir=self.runtime_dir)
+        data = (state.to_json() + "\n").encode("utf-8")
+        if not self.durable:  # a host's copy, written under the lock: a name of its own is enough
+            tmp = str(self.runtime_dir / f"{_TEMPORARY[0]}{os.getpid()}{_TEMPORARY[1]}")
+            fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STATE_MODE)
+        else:
+            fd, tmp = tempfile.mkstemp(
+                prefix=_TEMPORARY[0], suffix=_TEMPORARY[1], dir=self.runtime_dir
+            )
         try:
             os.fchmod(fd, STATE_MODE)  # mkstemp makes it 0600: other users' apps could not read it
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(state.to_json() + "\n")
-                f.flush()
-                if self.durable:
-                    os.fsync(f.fileno())
+            os.write(fd, data)
+            if self.durable:
+                os.fsync(fd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        finally:
+            os.close(fd)
         return tmp
 
 
@@ -683,17 +696,3 @@ def _host() -> str:
     import socket
 
     return socket.gethostname()
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the rename itself durable (not supported everywhere, hence best effort)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 POLL = 0.05  # seconds between two looks at the counter where inotify is missing
-_IN_MOVED_TO = 0x80
+IN_MODIFY, IN_CLOSE_WRITE, IN_MOVED_TO, IN_DELETE = 0x02, 0x08, 0x80, 0x200
+_IN_MASK_ADD = 0x20000000  # two watchers of one directory: both their events
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 
 
@@ -47,14 +48,22 @@ class EventWatcher(Watcher):
 
 
 class DirectoryWatcher(Watcher):
-    """Woken by a file renamed to ``name`` in ``directory`` (inotify), else when ``changed()``."""
+    """Woken by ``events`` on the file ``name`` (any file: None) in ``directory`` (inotify),
+    else when ``changed()`` is True."""
 
-    def __init__(self, directory: Path, name: str, changed: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        name: str | None,
+        changed: Callable[[], bool],
+        events: int = IN_MOVED_TO,
+    ) -> None:
         super().__init__()
-        self.name = os.fsencode(name)
+        self.name = os.fsencode(name) if name is not None else None
+        self.events = events
         self._changed = changed
         self._directory = os.fsencode(directory)
-        self._watching = _hub.add(self._directory, self)
+        self._watching = _hub.add(self._directory, self, events)
 
     def wait(self, timeout: float) -> bool:
         if self._watching:
@@ -82,13 +91,13 @@ class _Inotify:
         self._watches: dict[int, set[DirectoryWatcher]] = {}  # watch descriptor -> watchers
         self._by_directory: dict[bytes, int] = {}
 
-    def add(self, directory: bytes, watcher: DirectoryWatcher) -> bool:
+    def add(self, directory: bytes, watcher: DirectoryWatcher, events: int) -> bool:
         """Watch ``directory`` for ``watcher``; False where inotify cannot (then it polls)."""
         with self._lock:
             if not self._ready():
                 return False
             assert self._libc is not None and self._fd is not None
-            wd = int(self._libc.inotify_add_watch(self._fd, directory, _IN_MOVED_TO))
+            wd = int(self._libc.inotify_add_watch(self._fd, directory, events | _IN_MASK_ADD))
             if wd < 0:
                 return False
             self._watches.setdefault(wd, set()).add(watcher)
@@ -127,16 +136,19 @@ class _Inotify:
                 data = os.read(fd, 65536)
             except (OSError, ValueError):  # closed (after a fork): this thread is done
                 return
-            woken: set[tuple[int, bytes]] = set()
+            woken: set[tuple[int, int, bytes]] = set()
             offset = 0
             while offset + _EVENT.size <= len(data):
-                wd, _, _, length = _EVENT.unpack_from(data, offset)
+                wd, mask, _, length = _EVENT.unpack_from(data, offset)
                 start = offset + _EVENT.size
-                woken.add((wd, data[start : start + length].rstrip(b"\0")))
+                woken.add((wd, mask, data[start : start + length].rstrip(b"\0")))
                 offset = start + length
             with self._lock:
                 watchers = [
-                    w for wd, name in woken for w in self._watches.get(wd, ()) if w.name == name
+                    w
+                    for wd, mask, name in woken
+                    for w in self._watches.get(wd, ())
+                    if mask & w.events and w.name in (None, name)
                 ]
             for watcher in watchers:
                 watcher.event.set()

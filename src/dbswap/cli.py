@@ -150,6 +150,7 @@ def _board(ctx: click.Context) -> Switchboard:
         with _errors():
             board = _board_as_the_app_has_it(ctx.ensure_object(dict))
         ctx.obj["board"] = board
+        ctx.call_on_close(board.close)  # its connections close with the command, not at exit
     return board
 
 
