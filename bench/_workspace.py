@@ -41,8 +41,8 @@ class Sizes:
     cli_rounds: int = 21  # fresh processes per CLI command (and as many for the baseline)
     hosts: int = 1000  # simulated hosts on one Redis (bench.hosts)...
     host_processes: int = 25  # ...spread over this many processes
-    host_switches: int = 20  # switches they all follow
-    host_spacing: float = 0.3  # seconds between two of them
+    host_switches: int = 10  # switches they all follow
+    host_spacing: float = 1.0  # seconds between two of them: each is measured, not a backlog
 
 
 FULL = Sizes(

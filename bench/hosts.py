@@ -35,6 +35,7 @@ from ._workspace import Workspace
 SUITE = "hosts"
 BASELINE_HOSTS = 10
 READY_TIMEOUT = 120.0
+SETTLE = 2.0
 KEYS = (
     ("h.hosts.p99", "a switch seen by every host of {n} (relays), p99 from use() start"),
     ("h.hosts.missed", "(host, switch) pairs not seen"),
@@ -133,6 +134,7 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
             line = sim.stdout.readline()
             if not line.startswith("ready") or time.monotonic() > deadline:
                 raise RuntimeError(f"a simulated host process did not start: {line!r}")
+        time.sleep(SETTLE)  # past the hosts' start-up (their first polls and lists)
         spread.connections = _connections(prefix)
         stamps: dict[int, float] = {}
         target = "production"

@@ -234,3 +234,34 @@ def test_a_forked_child_follows_and_takes_over_only_when_its_parent_dies(
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
+
+
+def test_the_hosts_list_lives_by_the_relays_polls_and_comes_back_when_redis_loses_it(
+    urls: dict[str, str], prefix: str, tmp_path: Path, workers: Workers
+) -> None:
+    env = host_env(urls, prefix, tmp_path / "web")
+    started = workers.start(env, 2)
+    client = redis.Redis.from_url(BASE)
+    try:
+
+        def listed() -> list[int]:
+            keys = list(client.scan_iter(f"{prefix}:host:*"))
+            raw = [client.get(key) for key in keys]
+            return sorted(json.loads(r)["pid"] for value in raw if value for r in json.loads(value))
+
+        deadline = time.monotonic() + 3
+        while listed() != sorted(w.pid for w in started):
+            assert time.monotonic() < deadline, listed()
+            time.sleep(0.05)
+        until = time.monotonic() + 4  # past the list's lease (3 s), no record changed:
+        while time.monotonic() < until:  # the relay's polls renew it, never a gap
+            assert listed() == sorted(w.pid for w in started)
+            time.sleep(0.05)
+        for key in client.scan_iter(f"{prefix}:host:*"):
+            client.delete(key)  # what a FLUSHALL or an eviction does
+        deadline = time.monotonic() + 3  # the relay's next poll finds it gone and sets it again
+        while listed() != sorted(w.pid for w in started):
+            assert time.monotonic() < deadline, "the host's list did not come back"
+            time.sleep(0.05)
+    finally:
+        client.close()

@@ -170,6 +170,10 @@ class RedisStateStore:
         # Called with each new state this process learns (the host's relay mirrors it).
         self.on_state: Callable[[State], None] | None = None
         self.restart_after_fork = listen  # a relay's store stays with the parent (_relay)
+        # (key, milliseconds): the listener's poll renews this key's TTL in the same round trip
+        # (a relay's list of its host's followers); ``on_lapsed`` is called when it was gone.
+        self.renew_with_poll: tuple[str, int] | None = None
+        self.on_lapsed: Callable[[], None] | None = None
         self._version = memoryview(bytearray(8)).cast("Q")  # bumped when _cached changes
         self._version_lock = threading.Lock()
         self._watchers: weakref.WeakSet[EventWatcher] = weakref.WeakSet()
@@ -262,6 +266,23 @@ class RedisStateStore:
     def _refresh(self, strict: bool = False) -> State | None:
         """Read the key and follow it; ``strict`` (holding the lock): write back a lost state."""
         reply = self._read_script(keys=[self._state_key], args=[MAX_STATE_BYTES])
+        return self._follow(reply, strict)
+
+    def _poll(self) -> None:
+        """The listener's look at the key, now and then, and the renewal it carries."""
+        renew = self.renew_with_poll
+        if renew is None:
+            self._refresh()
+            return
+        pipe = self._client.pipeline(transaction=False)
+        self._read_script(keys=[self._state_key], args=[MAX_STATE_BYTES], client=pipe)
+        pipe.pexpire(*renew)
+        reply, renewed = pipe.execute()
+        self._follow(reply)
+        if not renewed and self.on_lapsed is not None:
+            self.on_lapsed()
+
+    def _follow(self, reply: Any, strict: bool = False) -> State | None:
         self._answered = True
         self._set_reachable(True)
         known = self._cached
@@ -426,7 +447,7 @@ class RedisStateStore:
                     if message is not None and message.get("type") == "message":
                         self._accept_published(message["data"])
                     if time.monotonic() >= next_poll:
-                        self._refresh()
+                        self._poll()
                         next_poll = time.monotonic() + self.poll_interval
             except self._refused as exc:  # Redis answered with an error: not an outage
                 self._trouble = f"{self.describe()} refused a command ({_why(exc)})"
@@ -575,14 +596,20 @@ class RedisStateStore:
                 records.extend(str(r) for r in json.loads(raw))
         return records
 
-    def publish_host(self, host: str, records: list[str], ttl: float) -> None:
+    def host_key(self, host: str) -> str:
+        return f"{self._prefix}:host:{host}"
+
+    def publish_host(self, host: str, records: list[str], ttl: float) -> bool:
         """A relay's list of its host's followers (``ttl``: it lapses with the relay)."""
-        with contextlib.suppress(*self._errors):
-            self._client.set(f"{self._prefix}:host:{host}", json.dumps(records), px=int(ttl * 1000))
+        try:
+            self._client.set(self.host_key(host), json.dumps(records), px=int(ttl * 1000))
+        except self._errors:
+            return False
+        return True
 
     def withdraw_host(self, host: str) -> None:
         with contextlib.suppress(*self._errors):
-            self._client.delete(f"{self._prefix}:host:{host}")
+            self._client.delete(self.host_key(host))
 
     def maintain(self) -> None:
         return None  # the listener thread does everything

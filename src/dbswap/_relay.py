@@ -13,9 +13,10 @@ within a second. A process that never follows (the CLI) and finds no relay is
 the relay for as long as it lives.
 
 The relay also carries the host's facts to Redis: the list of its followers (one
-key per host, renewed every second, sooner after a switch so that a switch counts
-its acknowledgements promptly), and the production locks of its processes (a
-notice with a lease, ``_redis_notice``). It writes what others must know of it
+key per host, set when a record changes so that a switch counts its
+acknowledgements promptly, its lease renewed by the relay's poll of the state),
+and the production locks of its processes (a notice with a lease,
+``_redis_notice``). It writes what others must know of it
 in ``<runtime dir>/db-relay.json``: its pid, why the state is not confirmed, and
 the fleet's production lock.
 
@@ -64,8 +65,8 @@ logger = logging.getLogger("dbswap")
 RELAY_LOCK = "db-relay.lock"
 RELAY_STATUS = "db-relay.json"
 TICK = 1.0  # seconds between two looks of the relay at its chores
-HOST_RENEW = 1.0  # seconds between two renewals of the host's list of followers...
-HOST_TTL = FOLLOWER_TTL  # ...which lapses as a follower's record does: the whole host died
+HOST_RENEW = 1.0  # seconds between two looks at the followers' records, whatever inotify said
+HOST_TTL = FOLLOWER_TTL  # the host's list lapses as a follower's record does: the whole host died
 STATUS_EVERY = 2.0  # seconds between two looks at the fleet's production lock, for the members
 # What changes a process's record in followers/: a new one, an update, its end (its process
 # closing it, SIGKILL included), its removal.
@@ -99,6 +100,8 @@ class RelayedStore:
         self._relay_fd: int | None = None
         self._chores: threading.Thread | None = None
         self._stop = threading.Event()
+        self._republish = threading.Event()  # the host's list lapsed in Redis: set it again
+        self._published: list[str] | None = None  # the host's list as last set in Redis
         self._notice: LockNotice | None = None  # the host's production lock, carried to Redis
         self._status_said: str | None = None
         self._in_switch = False
@@ -292,6 +295,9 @@ class RelayedStore:
         relay.restart_after_fork = False  # a forked child is not the relay (see _after_fork)
         relay.on_state = self._copy
         relay.on_restored = self._restored
+        # The host's list of followers lives while the relay polls Redis: each poll renews it.
+        relay.renew_with_poll = (relay.host_key(self._host), int(HOST_TTL * 1000))
+        relay.on_lapsed = self._republish.set
         self._relay = relay
         current = relay._cached  # what Redis (or nothing) says now
         if current is not None:
@@ -309,24 +315,25 @@ class RelayedStore:
             hook(state, reason)
 
     def _do_chores(self) -> None:
-        """The host's followers to Redis as soon as one's record changes (a switch taken, a
-        process come or gone: inotify on followers/), renewed every HOST_RENEW seconds; the
-        lock and the status now and then. Nothing while nothing happens."""
+        """The host's followers to Redis when one's record changes (a switch taken, a process
+        come or gone: inotify on followers/, and a look every HOST_RENEW seconds where that
+        misses something); the relay's polls renew the list meanwhile (``renew_with_poll``).
+        The lock and the status now and then. Nothing while nothing happens."""
         directory = self.runtime_dir / FOLLOWERS_DIR
         try:
             directory.mkdir(parents=True, exist_ok=True)
             watcher: Watcher = DirectoryWatcher(directory, None, lambda: False, PRESENCE_EVENTS)
         except OSError:
-            watcher = Watcher()  # no directory to watch: renewals only
-        renew_at = status_at = 0.0
+            watcher = Watcher()  # no directory to watch: looks only
+        look_at = status_at = 0.0
         try:
             while not self._stop.is_set():
                 changed = watcher.wait(TICK)
                 now = time.monotonic()
                 try:
-                    if changed or now >= renew_at:
+                    if changed or now >= look_at or self._republish.is_set():
                         self._publish_followers()
-                        renew_at = now + HOST_RENEW
+                        look_at = now + HOST_RENEW
                     if now >= status_at:
                         self._say_status()
                         self._carry_lock()
@@ -337,10 +344,16 @@ class RelayedStore:
             watcher.close()
 
     def _publish_followers(self) -> None:
+        """Set the host's list in Redis if it changed (or lapsed there)."""
         relay = self._relay
-        records = self._mirror.followers()
-        if relay is not None and records is not None:
-            relay.publish_host(self._host, records, HOST_TTL)
+        found = self._mirror.followers()
+        if relay is None or found is None:
+            return
+        records = sorted(found)
+        lapsed = self._republish.is_set()
+        self._republish.clear()
+        if records != self._published or lapsed:
+            self._published = records if relay.publish_host(self._host, records, HOST_TTL) else None
 
     def _carry_lock(self) -> None:
         """This host's production lock, announced fleet-wide (with a lease) while it holds."""

@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,9 +71,15 @@ class State:
     return_to: str | None = None
 
     def to_json(self) -> str:
-        data = asdict(self)
-        if self.expires_at is None:  # no time limit: the file reads as before they existed
-            del data["expires_at"], data["return_to"]
+        data: dict[str, object] = {
+            "generation": self.generation,
+            "read_only": self.read_only,
+            "switched_at": self.switched_at,
+            "switched_by": self.switched_by,
+            "target": self.target,
+        }
+        if self.expires_at is not None:  # no time limit: the file reads as before they existed
+            data["expires_at"], data["return_to"] = self.expires_at, self.return_to
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -589,6 +595,10 @@ class FileStateStore:
         # a rename a power loss undoes is caught by the audit trail, whose line was synced
         # first: the next switch finds a line with no commit and voids it (``_audit``).
         self._snapshot = (None, None)
+        with contextlib.suppress(OSError):  # under the lock: the file is the one just written
+            st = os.stat(self.path)
+            self._snapshot = ((st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns), state)
+            self._trouble = None
         self._fast = (None, 0.0, None)
         counter = self._counter or self._open_counter()
         if counter is not None:
