@@ -42,7 +42,9 @@ class Sizes:
     hosts: int = 1000  # simulated hosts on one Redis (bench.hosts)...
     host_processes: int = 25  # ...spread over this many processes
     host_switches: int = 10  # switches they all follow
-    host_spacing: float = 1.0  # seconds between two of them: each is measured, not a backlog
+    host_spacing: float = 2.0  # seconds between two of them: each is measured, not a backlog
+    cpu_switches: int = 100  # switches a follower's CPU is measured over (h.follower.cpu)...
+    cpu_spacing: float = 0.05  # ...this far apart: per-switch CPU well above the idle's noise
 
 
 FULL = Sizes(
@@ -81,6 +83,7 @@ QUICK = Sizes(
     host_processes=2,
     host_switches=3,
     host_spacing=0.2,
+    cpu_switches=5,
 )
 
 

@@ -9,10 +9,11 @@ a (host, switch) latency is the time its copy got that generation minus the
 stamp. Baseline in the same run: the same with ``BASELINE_HOSTS`` hosts.
 
 Follower CPU: a worker process of a host whose relay is another process (what
-every worker but one is) follows the same switches; its process CPU time over
-them, minus the same process's over an idle stretch as long, per switch.
-Baseline in the same run: a process that follows Redis by itself (its own
-subscription, as every process did before relays).
+every worker but one is) follows ``cpu_switches`` switches ``cpu_spacing``
+seconds apart; its process CPU time over them, minus the same process's over
+an idle stretch as long, per switch. Baseline in the same run: a process that
+follows Redis by itself (its own subscription, as every process did before
+relays).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SUITE = "hosts"
 BASELINE_HOSTS = 10
 READY_TIMEOUT = 120.0
 SETTLE = 2.0
+STRAGGLERS = 5.0
 KEYS = (
     ("h.hosts.p99", "a switch seen by every host of {n} (relays), p99 from use() start"),
     ("h.hosts.missed", "(host, switch) pairs not seen"),
@@ -134,6 +136,7 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
             line = sim.stdout.readline()
             if not line.startswith("ready") or time.monotonic() > deadline:
                 raise RuntimeError(f"a simulated host process did not start: {line!r}")
+        _wait_subscribed(prefix, hosts, deadline)
         time.sleep(SETTLE)  # past the hosts' start-up (their first polls and lists)
         spread.connections = _connections(prefix)
         stamps: dict[int, float] = {}
@@ -144,7 +147,7 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
             stamps[result.generation] = started
             target = "local" if target == "production" else "production"
             time.sleep(max(0.0, sizes.host_spacing - (time.time() - started)))
-        time.sleep(1.0)  # the last switch's stragglers
+        time.sleep(STRAGGLERS)  # late is in the p99; missed means never seen
         for sim in sims:
             assert sim.stdin is not None and sim.stdout is not None
             sim.stdin.write("done\n")
@@ -168,6 +171,20 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
         redis_forget(REDIS, prefix)
         log.close()
     return spread
+
+
+def _wait_subscribed(prefix: str, hosts: int, deadline: float) -> None:
+    """Until every host's relay listens: switches start from a fleet that is up."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    try:
+        while client.pubsub_numsub(f"{prefix}:switched")[0][1] < hosts:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the simulated hosts did not all subscribe in time")
+            time.sleep(0.1)
+    finally:
+        client.close()
 
 
 def _connections(prefix: str) -> int:
@@ -200,7 +217,10 @@ def _cpu_row(ws: Workspace, urls: dict[str, str]) -> Row:
         ratio=relayed / direct if direct > 0 else None,
         target="<= 0.1 ms",
         ok=relayed <= 0.0001,
-        note=f"{ws.sizes.host_switches} switches, CPU beyond an idle stretch as long",
+        note=(
+            f"{ws.sizes.cpu_switches} switches {ws.sizes.cpu_spacing * 1000:g} ms apart, "
+            "CPU beyond an idle stretch as long"
+        ),
     )
 
 
@@ -262,17 +282,17 @@ def _cpu_per_switch(ws: Workspace, urls: dict[str, str], mode: str) -> float:
             return float(seconds), int(generation)
 
         time.sleep(1.0)  # settled
-        window = sizes.host_switches * sizes.host_spacing
+        window = sizes.cpu_switches * sizes.cpu_spacing
         idle_start, _ = cpu()
         time.sleep(window)
         idle = cpu()[0] - idle_start
         busy_start, _ = cpu()
         target, last = "production", 0
-        for _ in range(sizes.host_switches):
+        for _ in range(sizes.cpu_switches):
             started = time.monotonic()
             last = switcher.use(target, user="bench").generation
             target = "local" if target == "production" else "production"
-            time.sleep(max(0.0, sizes.host_spacing - (time.monotonic() - started)))
+            time.sleep(max(0.0, sizes.cpu_spacing - (time.monotonic() - started)))
         deadline = time.monotonic() + 5
         while True:
             seconds, generation = cpu()
@@ -280,7 +300,7 @@ def _cpu_per_switch(ws: Workspace, urls: dict[str, str], mode: str) -> float:
                 break
             time.sleep(0.05)
         busy = seconds - busy_start
-        return max(0.0, busy - idle) / sizes.host_switches
+        return max(0.0, busy - idle) / sizes.cpu_switches
     finally:
         for process in processes:
             if process.poll() is None:
