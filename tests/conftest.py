@@ -17,6 +17,8 @@ import sqlalchemy as sa
 import dbswap
 from dbhelpers import MARIADB_ADMIN, PG_ADMIN
 
+REDIS = "redis://127.0.0.1:6379/0"
+
 
 @pytest.fixture(autouse=True)
 def _isolated_default_board() -> Iterator[None]:
@@ -55,6 +57,23 @@ def pg_url() -> Iterator[Callable[[str], str]]:
         for db in created:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A unique key prefix on the machine's Redis, its keys deleted afterwards."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS).ping()
+    except redis.RedisError:
+        pytest.skip("needs Redis on 127.0.0.1:6379")
+    prefix = f"dbswap-test-{uuid.uuid4().hex[:8]}"
+    yield f"{REDIS}?prefix={prefix}"
+    client = redis.Redis.from_url(REDIS)
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture

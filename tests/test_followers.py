@@ -13,13 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from dbhelpers import seed
 from dbswap import Switchboard
@@ -197,21 +195,6 @@ def test_a_switch_nobody_follows_says_so(env: dict[str, str], tmp_path: Path) ->
 
 
 # -- Redis: followers on several hosts -------------------------------------------------
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    base = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(base).ping()
-    except redis.RedisError:
-        pytest.skip("needs Redis on 127.0.0.1:6379")
-    prefix = f"dbswap-followers-{uuid.uuid4().hex[:8]}"
-    yield f"{base}?prefix={prefix}"
-    client = redis.Redis.from_url(base)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.mark.redis

@@ -7,12 +7,10 @@ host" a board with its own runtime dir on the same Redis.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import redis
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 
@@ -101,21 +99,6 @@ def test_a_copy_of_a_stopped_previews_cookie_pins_nothing(
     finally:
         board.close()
         worker.close()
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    base = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(base).ping()
-    except redis.RedisError:
-        pytest.skip("needs Redis on 127.0.0.1:6379")
-    prefix = f"dbswap-revoke-{uuid.uuid4().hex[:8]}"
-    yield f"{base}?prefix={prefix}"
-    client = redis.Redis.from_url(base)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.mark.redis

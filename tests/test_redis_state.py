@@ -12,8 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,17 +26,6 @@ from dbswap._relay import RelayedStore
 
 REDIS = "redis://127.0.0.1:6379/0"
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A unique key prefix on the machine's Redis, cleaned up afterwards."""
-    prefix = f"dbswap-test-{uuid.uuid4().hex[:8]}"
-    yield f"{REDIS}?prefix={prefix}"
-    client = redis.Redis.from_url(REDIS)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,17 +46,8 @@ board.close()
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
-    try:
-        redis.Redis.from_url(BASE).ping()
-    except redis.RedisError:
-        pytest.skip("needs Redis on 127.0.0.1:6379")
-    name = f"dbswap-relay-{uuid.uuid4().hex[:8]}"
-    yield name
-    client = redis.Redis.from_url(BASE)
-    for key in client.scan_iter(f"{name}:*"):
-        client.delete(key)
-    client.close()
+def prefix(redis_url: str) -> str:
+    return redis_url.split("prefix=", 1)[1]
 
 
 @pytest.fixture

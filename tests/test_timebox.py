@@ -14,14 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
@@ -472,22 +470,6 @@ def test_an_unknown_return_target_is_404(client: TestClient, board: Switchboard)
 
 
 # -- Redis ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A unique key prefix on the machine's Redis, cleaned up afterwards."""
-    base = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(base).ping()
-    except redis.RedisError:
-        pytest.skip("needs Redis on 127.0.0.1:6379")
-    prefix = f"dbswap-timebox-{uuid.uuid4().hex[:8]}"
-    yield f"{base}?prefix={prefix}"
-    client = redis.Redis.from_url(base)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.mark.redis

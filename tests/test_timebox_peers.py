@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -128,21 +127,6 @@ def test_a_peer_stuck_in_a_slow_health_check_does_not_stall_the_end(
         assert (board.state.target, board.state.generation) == ("local", 2)
     finally:
         board.close()
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    base = "redis://127.0.0.1:6379/0"
-    try:
-        redis.Redis.from_url(base).ping()
-    except redis.RedisError:
-        pytest.skip("needs Redis on 127.0.0.1:6379")
-    prefix = f"dbswap-peers-{uuid.uuid4().hex[:8]}"
-    yield f"{base}?prefix={prefix}"
-    client = redis.Redis.from_url(base)
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.mark.redis
