@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
@@ -64,11 +65,11 @@ class Target:
     def masked_url(self) -> str:
         return mask_url(self.url)
 
-    @property
+    @cached_property  # parsed once: a switch asks for it several times
     def sa_url(self) -> URL:
         return make_url(self.url)
 
-    @property
+    @cached_property
     def dialect(self) -> str:
         return self.sa_url.get_backend_name()
 
