@@ -3,8 +3,9 @@
 Each simulated host is a runtime dir with its relay (``dbswap._relay``): a
 ``RelayedStore`` that follows Redis and copies each state to its runtime dir.
 When a host's copy holds a generation, its ``time.time()`` is recorded. The
-process prints ``ready`` once every host has its relay, then waits for a line
-on stdin and prints the stamps as JSON: ``{host: {generation: seen}}``.
+process prints ``ready`` once every host has its relay, then answers each
+``cpu`` line on stdin with its CPU time so far, and any other line with the
+stamps as JSON: ``{host: {generation: seen}}``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def main() -> None:
     }
     relays = sum(store._relay is not None for store in stores.values())
     print(f"ready {relays}", flush=True)
-    sys.stdin.readline()
+    for line in sys.stdin:  # "cpu": this process's CPU time so far; anything else: the end
+        if line.strip() != "cpu":
+            break
+        print(repr(time.process_time()), flush=True)
     print(json.dumps({name: store.seen for name, store in stores.items()}), flush=True)
     for store in stores.values():
         store.close()

@@ -6,7 +6,9 @@ the runtime dir), spread over ``host_processes`` processes (``bench._hosts_sim``
 This process switches ``host_switches`` times, one switch every
 ``host_spacing`` seconds, and stamps ``time.time()`` just before each ``use()``;
 a (host, switch) latency is the time its copy got that generation minus the
-stamp. Baseline in the same run: the same with ``BASELINE_HOSTS`` hosts.
+stamp. Baseline in the same run: the same with ``BASELINE_HOSTS`` hosts. The
+note gives a relay's CPU: the simulating processes' CPU time over an idle
+stretch (per second) and over the switches beyond that (per switch), per host.
 
 Follower CPU: a worker process of a host whose relay is another process (what
 every worker but one is) follows ``cpu_switches`` switches ``cpu_spacing``
@@ -79,7 +81,8 @@ def _propagation_rows(ws: Workspace, urls: dict[str, str]) -> list[Row]:
                 f"{sizes.hosts} hosts in {sizes.host_processes} processes, "
                 f"{sizes.host_switches} switches; p50 {percentile(many.latencies, 50) * 1000:.1f} "
                 f"ms; Redis connections: {many.connections} ({many.connections / sizes.hosts:.2f} "
-                "per host)"
+                f"per host); a relay's CPU: {many.switch_cpu * 1000:.2f} ms per switch, "
+                f"{many.idle_cpu * 1000:.2f} ms a second idle"
             ),
         ),
         Row(
@@ -102,6 +105,8 @@ class _Spread:
         self.latencies: list[float] = []
         self.missed = 0
         self.connections = 0
+        self.idle_cpu = 0.0  # a relay's CPU seconds per second while nothing happens
+        self.switch_cpu = 0.0  # a relay's CPU seconds per switch beyond that
 
 
 def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) -> _Spread:
@@ -139,6 +144,10 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
         _wait_subscribed(prefix, hosts, deadline)
         time.sleep(SETTLE)  # past the hosts' start-up (their first polls and lists)
         spread.connections = _connections(prefix)
+        idle_from, idle_started = _cpu(sims), time.monotonic()
+        time.sleep(SETTLE)  # the relays' CPU while nothing happens
+        busy_from, busy_started = _cpu(sims), time.monotonic()
+        idle_rate = (busy_from - idle_from) / (busy_started - idle_started)
         stamps: dict[int, float] = {}
         target = "production"
         for _ in range(sizes.host_switches):
@@ -148,6 +157,9 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
             target = "local" if target == "production" else "production"
             time.sleep(max(0.0, sizes.host_spacing - (time.time() - started)))
         time.sleep(STRAGGLERS)  # late is in the p99; missed means never seen
+        busy = _cpu(sims) - busy_from - idle_rate * (time.monotonic() - busy_started)
+        spread.idle_cpu = idle_rate / hosts
+        spread.switch_cpu = max(0.0, busy) / (hosts * sizes.host_switches)
         for sim in sims:
             assert sim.stdin is not None and sim.stdout is not None
             sim.stdin.write("done\n")
@@ -171,6 +183,19 @@ def _propagate(ws: Workspace, urls: dict[str, str], hosts: int, processes: int) 
         redis_forget(REDIS, prefix)
         log.close()
     return spread
+
+
+def _cpu(sims: list[subprocess.Popen[str]]) -> float:
+    """The simulated hosts' processes' CPU seconds so far, all together."""
+    for sim in sims:
+        assert sim.stdin is not None
+        sim.stdin.write("cpu\n")
+        sim.stdin.flush()
+    total = 0.0
+    for sim in sims:
+        assert sim.stdout is not None
+        total += float(sim.stdout.readline())
+    return total
 
 
 def _wait_subscribed(prefix: str, hosts: int, deadline: float) -> None:
