@@ -39,6 +39,15 @@ def gunicorn_missing() -> str | None:
     return None
 
 
+def clean_env(extra: dict[str, str], import_from: Path) -> dict[str, str]:
+    """This process's environment without dbswap's variables (and the test guard), plus
+    ``extra``; ``import_from`` on the Python path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DBSWAP_"))}
+    env.update(extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(import_from), env.get("PYTHONPATH")]))
+    return env
+
+
 def request(port: int, path: str, method: str = "GET", timeout: float = 10.0) -> dict[str, object]:
     """One request on its own connection; raises on anything but 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -54,7 +63,16 @@ def request(port: int, path: str, method: str = "GET", timeout: float = 10.0) ->
 
 
 class Gunicorn:
-    """``gunicorn fleet_app:app -w WORKERS -k gthread --threads THREADS`` on loopback."""
+    """``gunicorn fleet_app:app -w WORKERS -k gthread --threads THREADS`` on loopback.
+
+    A subclass serves another app by naming it: ``APP``, the directory that makes it
+    importable, the path every worker answers 200 with its ``pid``, extra options.
+    """
+
+    APP = "fleet_app:app"
+    IMPORT_FROM = TESTS
+    READY = "/read?rid=warmup"
+    OPTIONS: tuple[str, ...] = ("--backlog", "256")
 
     def __init__(self, workdir: Path, env: dict[str, str], workers: int, threads: int) -> None:
         self.workdir = workdir
@@ -65,13 +83,15 @@ class Gunicorn:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the master; its workers start on their own (``wait_ready()`` waits for them)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DBSWAP_"))}
-        env.update(self.env)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
         command = [
             str(gunicorn_path()),
-            "fleet_app:app",
+            self.APP,
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
@@ -80,8 +100,7 @@ class Gunicorn:
             "gthread",
             "--threads",
             str(self.threads),
-            "--backlog",
-            "256",
+            *self.OPTIONS,
             "--keep-alive",
             "10",
             "--graceful-timeout",
@@ -94,16 +113,15 @@ class Gunicorn:
             self.process = subprocess.Popen(
                 command,
                 cwd=self.workdir,
-                env=env,
+                env=clean_env(self.env, self.IMPORT_FROM),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: stop() can end the workers too
             )
-        self._wait_for_every_worker()
 
-    def _wait_for_every_worker(self) -> None:
-        """Until each worker process has answered a read; bounded in time."""
+    def wait_ready(self) -> None:
+        """Until each worker process has answered; bounded in time."""
         pids: set[object] = set()
         deadline = time.monotonic() + START_TIMEOUT
         for _ in range(MAX_PROBES):
@@ -114,7 +132,7 @@ class Gunicorn:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn: {len(pids)} worker(s) answered; {self.log_tail()}")
             try:
-                pids.add(request(self.port, "/read?rid=warmup", timeout=5)["pid"])
+                pids.add(request(self.port, self.READY, timeout=5)["pid"])
             except (OSError, http.client.HTTPException, RuntimeError, ValueError):
                 time.sleep(0.05)
         raise RuntimeError(f"gunicorn: no answer from every worker; {self.log_tail()}")

@@ -26,18 +26,15 @@ answer 200.
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
-import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import _django_load
 from ._django_load import PAGES, Load
-from ._gunicorn import START_TIMEOUT, Gunicorn, gunicorn_missing, gunicorn_path, request
+from ._gunicorn import Gunicorn, clean_env, gunicorn_missing
 from ._measure import median_interval, percentile
 from ._report import Row
 from ._server import REPO
@@ -133,22 +130,13 @@ def django_missing() -> str | None:
     return gunicorn_missing()
 
 
-def _clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """This process's environment without dbswap's variables (and the test guard), plus
-    ``extra``; the project importable as ``bench.django_site``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "DBSWAP_"))}
-    env.update(extra)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
 def _setup(ws: Workspace, env: dict[str, str]) -> None:
     """Migrate and seed both databases (``bench.django_site.setup``), with the dbswap settings."""
     extra = {**env, "DBSWAP_RUNTIME_DIR": str(ws.runtime_dir("django-setup"))}
     done = subprocess.run(
         [sys.executable, "-m", "bench.django_site.setup"],
         cwd=REPO,
-        env=_clean_env(extra),
+        env=clean_env(extra, REPO),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=SETUP_TIMEOUT,
@@ -162,55 +150,10 @@ def _setup(ws: Workspace, env: dict[str, str]) -> None:
 class DjangoServer(Gunicorn):
     """``gunicorn bench.django_site.wsgi:application``, gthread, on loopback."""
 
-    def launch(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        command = [
-            str(gunicorn_path()),
-            "bench.django_site.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(self.workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            str(self.threads),
-            "--keep-alive",
-            "10",
-            "--graceful-timeout",
-            "5",
-            "--no-control-socket",  # no shared socket in ~/.gunicorn
-            "--log-level",
-            "warning",
-        ]
-        with (self.workdir / "gunicorn.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=self.workdir,
-                env=_clean_env(self.env),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: stop() can end the workers too
-            )
-
-    def start(self) -> None:
-        self.launch()
-        self.wait_ready()
-
-    def wait_ready(self) -> None:
-        """Until each worker process has answered; bounded in time."""
-        pids: set[object] = set()
-        deadline = time.monotonic() + START_TIMEOUT
-        while len(pids) < self.workers:
-            if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; {self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn: {len(pids)} worker(s) answered; {self.log_tail()}")
-            try:
-                pids.add(request(self.port, "/catalog/pid", timeout=5)["pid"])
-            except (OSError, http.client.HTTPException, RuntimeError, ValueError):
-                time.sleep(0.05)
+    APP = "bench.django_site.wsgi:application"
+    IMPORT_FROM = REPO
+    READY = "/catalog/pid"
+    OPTIONS = ()
 
 
 def _rows(sizes: Sizes, load: Load, opened: int | None) -> list[Row]:

@@ -803,6 +803,11 @@ def test_retire_grace_from_the_environment_must_be_a_number(tmp_path: Path) -> N
         Switchboard.from_env(env, cwd=tmp_path)
     board = Switchboard.from_env(env | {"DBSWAP_RETIRE_GRACE": "2.5"}, cwd=tmp_path)
     assert board._engines.retire_grace == 2.5
+    for unset in ({}, {"DBSWAP_RETIRE_GRACE": " "}):  # unset or blank: the default, 5 s
+        default = Switchboard.from_env(
+            {"DATABASE_URL_LOCAL": "sqlite:///l.db"} | unset, cwd=tmp_path
+        )
+        assert default._engines.retire_grace == 5.0
 
 
 @pytest.mark.postgres

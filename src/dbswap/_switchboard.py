@@ -276,11 +276,7 @@ class Switchboard:
             "read_only_targets": [
                 name for name in env.get("DBSWAP_READONLY", "").split(",") if name.strip()
             ],
-            "retire_grace": (
-                _seconds(env, "DBSWAP_RETIRE_GRACE")
-                if env.get("DBSWAP_RETIRE_GRACE", "").strip()
-                else RETIRE_GRACE
-            ),
+            "retire_grace": _seconds(env, "DBSWAP_RETIRE_GRACE", RETIRE_GRACE),
             "max_production": (
                 parse_duration(env["DBSWAP_MAX_PRODUCTION"], "DBSWAP_MAX_PRODUCTION")
                 if env.get("DBSWAP_MAX_PRODUCTION", "").strip()
@@ -1100,12 +1096,13 @@ class _AuditCall:
         )
 
 
-def _seconds(env: Mapping[str, str], name: str) -> float:
-    """A duration setting: unset is 0; inf, nan, negative or huge is a ConfigError naming it."""
+def _seconds(env: Mapping[str, str], name: str, default: float = 0.0) -> float:
+    """A duration setting: unset is ``default``; inf, nan, negative or huge is a ConfigError
+    naming it."""
     from ._targets import check_seconds  # (local: this edit stays inside _seconds)
 
     raw = env.get(name, "").strip()
-    return check_seconds(raw, name, zero_ok=True) if raw else 0.0
+    return check_seconds(raw, name, zero_ok=True) if raw else default
 
 
 def _as_targets(targets: Mapping[str, str | Target] | Iterable[Target]) -> dict[str, Target]:
