@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import threading
@@ -150,16 +151,17 @@ class _Retirer:
         self._condition = threading.Condition()
         self._due: dict[tuple[int, str], tuple[float, weakref.ReferenceType[EngineCache]]] = {}
         self._thread: threading.Thread | None = None
+        self._wakes_at = math.inf  # when the thread wakes by itself (monotonic)
 
     def schedule(self, cache: EngineCache, name: str, at: float) -> None:
         with self._condition:
-            # the thread wakes by itself at the soonest deadline waiting (graces differ per board)
-            sooner = all(at < due for due, _ in self._due.values())
             self._due[(id(cache), name)] = (at, weakref.ref(cache))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="dbswap-retire", daemon=True)
                 self._thread.start()
-            if sooner:
+            # Woken only for a sooner deadline: a fleet switching back and forth within the
+            # grace cancels and schedules on every switch, and the thread sleeps through it.
+            if at < self._wakes_at:
                 self._condition.notify()
 
     def cancel(self, cache: EngineCache, name: str) -> None:
@@ -175,8 +177,10 @@ class _Retirer:
                     if due:
                         ready = [(key[1], self._due.pop(key)[1]) for key in due]
                         break
-                    soonest = min((at for at, _ in self._due.values()), default=None)
-                    self._condition.wait(None if soonest is None else soonest - now)
+                    self._wakes_at = min((at for at, _ in self._due.values()), default=math.inf)
+                    self._condition.wait(
+                        None if self._wakes_at == math.inf else self._wakes_at - now
+                    )
             for name, ref in ready:
                 cache = ref()
                 if cache is not None:
@@ -189,6 +193,7 @@ class _Retirer:
         self._condition = threading.Condition()
         self._due.clear()
         self._thread = None
+        self._wakes_at = math.inf
 
 
 _retirer = _Retirer()

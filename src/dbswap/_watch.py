@@ -3,8 +3,8 @@
 A follower thread blocks in ``Watcher.wait()``. For the file store it is woken
 when the state file is renamed into the runtime dir (every switch ends with
 such a rename; nothing else there wakes it): on Linux by the kernel, through
-one inotify descriptor and one thread per process whatever the number of
-boards (``ctypes``; a user has few inotify instances); elsewhere by a look at
+one inotify descriptor per process whatever the number of boards (``ctypes``;
+a user has few inotify instances); elsewhere by a look at
 the generation counter every ``POLL`` seconds. For the Redis store the
 listener thread wakes it.
 """
@@ -28,16 +28,33 @@ _IN_MASK_ADD = 0x20000000  # two watchers of one directory: both their events
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
 
 
+class Wakeup:
+    """A signal one thread waits for and any thread gives: ``wait()`` takes it, if given.
+
+    A bare lock, not a ``threading.Event``: giving and taking stay in C, where an
+    Event's condition variable costs a follower's wake-up ~40 us of Python per switch.
+    """
+
+    def __init__(self) -> None:
+        self._given = threading.Lock()
+        self._given.acquire()  # held: not given
+
+    def set(self) -> None:
+        with contextlib.suppress(RuntimeError):  # given already: once is enough
+            self._given.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._given.acquire(timeout=max(0.0, timeout))
+
+
 class Watcher:
     """``wait(timeout)``: True as soon as the state may have changed, False after ``timeout``."""
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        self.event = Wakeup()
 
     def wait(self, timeout: float) -> bool:
-        woken = self.event.wait(timeout)
-        self.event.clear()
-        return woken
+        return self.event.wait(timeout)
 
     def close(self) -> None:
         return None
@@ -67,7 +84,7 @@ class DirectoryWatcher(Watcher):
 
     def wait(self, timeout: float) -> bool:
         if self._watching:
-            return super().wait(timeout)
+            return _hub.wait(self, timeout)
         deadline = time.monotonic() + timeout
         while not self._changed():
             left = deadline - time.monotonic()
@@ -82,12 +99,19 @@ class DirectoryWatcher(Watcher):
 
 
 class _Inotify:
-    """One inotify descriptor and one reader thread for the whole process."""
+    """One inotify descriptor for the whole process.
+
+    While one watcher uses it (a process following one board), that watcher's own
+    thread reads it in ``wait()``: a switch wakes one thread, not a reader thread that
+    wakes the follower. A second watcher starts one reader thread for all; whoever
+    reads wakes every watcher the events are for, so two readers at once are harmless.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._libc: ctypes.CDLL | None = None
+        self._reader: threading.Thread | None = None
         self._watches: dict[int, set[DirectoryWatcher]] = {}  # watch descriptor -> watchers
         self._by_directory: dict[bytes, int] = {}
 
@@ -102,6 +126,12 @@ class _Inotify:
                 return False
             self._watches.setdefault(wd, set()).add(watcher)
             self._by_directory[directory] = wd
+            watchers = sum(len(group) for group in self._watches.values())
+            if watchers > 1 and self._reader is None:
+                self._reader = threading.Thread(
+                    target=self._read_forever, args=(self._fd,), name="dbswap-inotify", daemon=True
+                )
+                self._reader.start()
             return True
 
     def remove(self, directory: bytes, watcher: DirectoryWatcher) -> None:
@@ -113,6 +143,25 @@ class _Inotify:
                 self._libc.inotify_rm_watch(self._fd, wd)
                 del self._watches[wd], self._by_directory[directory]
 
+    def wait(self, watcher: DirectoryWatcher, timeout: float) -> bool:
+        """``watcher``'s wait: on its wake-up if a reader thread runs, else reading itself."""
+        deadline = time.monotonic() + timeout
+        while not watcher.event.wait(0):
+            left = deadline - time.monotonic()
+            fd = self._fd
+            if self._reader is not None or fd is None:
+                return watcher.event.wait(left)
+            if left <= 0:
+                return False
+            try:
+                if select.select([fd], [], [], left)[0]:
+                    self._dispatch(os.read(fd, 65536))
+            except BlockingIOError:  # a reader thread, started meanwhile, took the events
+                continue
+            except (OSError, ValueError):  # closed (after a fork)
+                return watcher.event.wait(max(0.0, deadline - time.monotonic()))
+        return True
+
     def _ready(self) -> bool:
         if self._fd is not None:
             return True
@@ -120,43 +169,48 @@ class _Inotify:
             return False
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            fd = int(libc.inotify_init1(os.O_CLOEXEC))
+            fd = int(libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK))
         except (OSError, AttributeError):
             return False
         if fd < 0:  # no instance left for this user: poll instead
             return False
         self._libc, self._fd = libc, fd
-        threading.Thread(target=self._read, args=(fd,), name="dbswap-inotify", daemon=True).start()
         return True
 
-    def _read(self, fd: int) -> None:
+    def _read_forever(self, fd: int) -> None:
         while True:
             try:
                 select.select([fd], [], [])
                 data = os.read(fd, 65536)
+            except BlockingIOError:  # a waiter read them first
+                continue
             except (OSError, ValueError):  # closed (after a fork): this thread is done
                 return
-            woken: set[tuple[int, int, bytes]] = set()
-            offset = 0
-            while offset + _EVENT.size <= len(data):
-                wd, mask, _, length = _EVENT.unpack_from(data, offset)
-                start = offset + _EVENT.size
-                woken.add((wd, mask, data[start : start + length].rstrip(b"\0")))
-                offset = start + length
-            with self._lock:
-                watchers = [
-                    w
-                    for wd, mask, name in woken
-                    for w in self._watches.get(wd, ())
-                    if mask & w.events and w.name in (None, name)
-                ]
-            for watcher in watchers:
-                watcher.event.set()
+            self._dispatch(data)
+
+    def _dispatch(self, data: bytes) -> None:
+        woken: set[tuple[int, int, bytes]] = set()
+        offset = 0
+        while offset + _EVENT.size <= len(data):
+            wd, mask, _, length = _EVENT.unpack_from(data, offset)
+            start = offset + _EVENT.size
+            woken.add((wd, mask, data[start : start + length].rstrip(b"\0")))
+            offset = start + length
+        with self._lock:
+            watchers = [
+                w
+                for wd, mask, name in woken
+                for w in self._watches.get(wd, ())
+                if mask & w.events and w.name in (None, name)
+            ]
+        for watcher in watchers:
+            watcher.event.set()
 
     def after_fork_in_child(self) -> None:
         """The descriptor is the parent's (reading it would take the parent's events)."""
         fd, self._fd = self._fd, None
         self._lock = threading.Lock()
+        self._reader = None
         self._watches.clear()
         self._by_directory.clear()
         if fd is not None:

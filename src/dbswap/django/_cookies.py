@@ -34,7 +34,7 @@ from django.utils.http import http_date
 
 from .. import _identity
 from ._board import get_board
-from ._identity import binds_sessions
+from ._identity import binds_sessions, session_cookie_name
 from ._routing import control_target
 
 TOLD = "dbswap_moved"  # the target where a visitor was told that their login is elsewhere
@@ -59,7 +59,7 @@ def per_target() -> bool:
 
 def name_for(target: str, *, preview: bool = False) -> str:
     """The session cookie of ``target`` (of a preview of it, with ``preview``)."""
-    base = str(settings.SESSION_COOKIE_NAME)
+    base = session_cookie_name()
     if not per_target():
         return base
     if preview:
@@ -87,7 +87,7 @@ def use(request: Any, target: str, *, until: float | None = None) -> None:
     if name == choice.name:
         return
     choice.name, choice.until = name, until
-    base = settings.SESSION_COOKIE_NAME
+    base = session_cookie_name()
     key = choice.sent.get(name) or None  # a deleted cookie may still be sent, empty
     if key is None:
         request.COOKIES.pop(base, None)  # so Django has no cookie of this target to delete
@@ -168,7 +168,7 @@ def finish(request: Any, response: Any) -> Any:
     choice: _Choice | None = getattr(request, _ATTRIBUTE, None)
     if choice is None or response is None:
         return response
-    base = settings.SESSION_COOKIE_NAME
+    base = session_cookie_name()
     if choice.name != base and base in response.cookies:
         sent = response.cookies.pop(base)
         response.cookies[choice.name] = sent.value

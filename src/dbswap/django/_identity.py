@@ -72,16 +72,27 @@ def fixed_statement(sql: str) -> bool:
 
 
 def forget_settings(*, setting: str, **kwargs: Any) -> None:
-    """``setting_changed`` receiver: tests may change the fixed apps."""
+    """``setting_changed`` receiver: tests may change the fixed apps and the identity."""
     if setting == "DBSWAP_FIXED_APPS":
         fixed_apps.cache_clear()
         _tables.cache_clear()
         fixed_statement.cache_clear()
+    if setting in ("DBSWAP_FIXED_APPS", "DBSWAP_SHARED_IDENTITY"):
+        binds_sessions.cache_clear()
+    if setting == "SESSION_COOKIE_NAME":
+        session_cookie_name.cache_clear()
 
 
+@cache  # asked several times per request; an unset setting costs Django an exception
 def binds_sessions() -> bool:
     """Whether logins are stamped with their target (users are not on a fixed database)."""
     return "auth" not in fixed_apps() and not getattr(settings, "DBSWAP_SHARED_IDENTITY", False)
+
+
+@cache
+def session_cookie_name() -> str:
+    """``SESSION_COOKIE_NAME``, read once (each read of a setting goes through a proxy)."""
+    return str(settings.SESSION_COOKIE_NAME)
 
 
 def stamp_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

@@ -134,6 +134,8 @@ class DBSwapRouter:
 
     def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
         # A row of the switched database may point at a fixed one (its author, a user).
+        if not fixed_apps():
+            return None
         return True if is_fixed(obj1) != is_fixed(obj2) else None
 
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
@@ -141,13 +143,15 @@ class DBSwapRouter:
 
 
 def _route(model: Any, hints: dict[str, Any]) -> str:
-    fixed = is_fixed(model)
+    planes = bool(fixed_apps())  # (asked by every query: without fixed apps, no more looks)
+    fixed = planes and is_fixed(model)
     # An object stays in the database it was read from, even across a switch; the
     # hint of a related lookup across planes (an item's user) says nothing of the other.
     instance = hints.get("instance")
-    db = getattr(getattr(instance, "_state", None), "db", None)
-    if db is not None and is_fixed(instance) == fixed:
-        return str(db)
+    if instance is not None:
+        db = getattr(getattr(instance, "_state", None), "db", None)
+        if db is not None and (planes and is_fixed(instance)) == fixed:
+            return str(db)
     return DEFAULT_DB_ALIAS if fixed else current_alias()
 
 

@@ -10,13 +10,13 @@ otherwise answer ``admin/configuration``::
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path, re_path
 
 from . import _ops, _preview, views
 
 app_name = "dbswap"
 
-urlpatterns = [
+_routes = [
     path("api/admin/database", views.status, name="status"),
     path("api/admin/database/switch", views.switch, name="switch"),
     path("api/admin/database/history", views.history, name="history"),
@@ -25,4 +25,13 @@ urlpatterns = [
     # 404 unless settings.DBSWAP_READINESS / DBSWAP_METRICS (see _ops)
     path("healthz/database", _ops.readiness, name="readiness"),
     path("metrics", _ops.metrics, name="metrics"),
+]
+
+# Behind one pattern that matches their beginnings without consuming them: a project that
+# includes these first, at "", pays one failed match on each of its own pages, not seven.
+urlpatterns = [
+    re_path(
+        r"^(?=api/admin/database|admin/configuration|healthz/database|metrics)",
+        include(_routes),
+    )
 ]
