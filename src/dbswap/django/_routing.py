@@ -149,7 +149,7 @@ def _route(model: Any, hints: dict[str, Any]) -> str:
     # hint of a related lookup across planes (an item's user) says nothing of the other.
     instance = hints.get("instance")
     if instance is not None:
-        db = getattr(getattr(instance, "_state", None), "db", None)
+        db = instance._state.db  # a model instance, as Django's own routing takes it
         if db is not None and (planes and is_fixed(instance)) == fixed:
             return str(db)
     return DEFAULT_DB_ALIAS if fixed else current_alias()
