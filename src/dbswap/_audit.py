@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import ConfigError
-from ._files import open_file
+from ._files import open_file, open_in_dir
 from ._masking import mask_text
 from ._state import State, StateStore, utc_now
 
@@ -108,9 +108,8 @@ class AuditLog:
         return parsed
 
     def _append(self, line: str, durable: bool) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # One write() on an O_APPEND descriptor: lines from many processes never interleave.
-        fd = open_file(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # RDWR: pread
+        fd = open_in_dir(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)  # RDWR: pread
         try:
             data = (line + "\n").encode("utf-8")
             size = os.fstat(fd).st_size
@@ -277,13 +276,18 @@ def _last_lines(path: Path, limit: int | None, block: int = 65536) -> list[str]:
 
 
 def _lines_backwards(path: Path, block: int = 65536) -> Iterator[str]:
-    """The lines of a file, newest first, read block by block from its end (no link followed)."""
+    """The lines of a file, newest first, read block by block from its end (no link followed).
+
+    The first block is small (a switch looks for the last commit, most often the last
+    line); each next one twice as large, up to ``block``.
+    """
     fd = open_file(path, os.O_RDONLY)
     try:
         position = os.fstat(fd).st_size
         rest: bytes | None = None  # the start of a line whose beginning lies in an earlier block
+        size = min(4096, block)
         while position > 0:
-            size = min(block, position)
+            size = min(size, position)
             position -= size
             chunk = os.pread(fd, size, position)
             if rest is None:  # the file's end: its last newline ends a line, it starts none
@@ -293,6 +297,7 @@ def _lines_backwards(path: Path, block: int = 65536) -> Iterator[str]:
             rest = lines[0]
             for line in reversed(lines[1:]):
                 yield line.decode("utf-8", "replace")
+            size = min(size * 2, block)
         if rest is not None:  # the file's first line
             yield rest.decode("utf-8", "replace")
     finally:

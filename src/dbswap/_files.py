@@ -32,6 +32,16 @@ def open_file(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> in
         raise
 
 
+def open_in_dir(path: str | os.PathLike[str], flags: int, mode: int = 0o644) -> int:
+    """``open_file`` with ``O_CREAT``, making the missing directory only when the open says so
+    (a switch would otherwise pay a ``mkdir`` of the runtime dir for each file it writes)."""
+    try:
+        return open_file(path, flags, mode)
+    except FileNotFoundError:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open_file(path, flags, mode)
+
+
 def link_refused(path: str | os.PathLike[str]) -> OSError:
     return OSError(errno.ELOOP, f"{Path(path).name}: {NOT_A_LINK}")
 

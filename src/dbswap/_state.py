@@ -23,7 +23,6 @@ import math
 import mmap
 import os
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -39,7 +38,7 @@ else:
     import fcntl
 
 from ._errors import SwitchLocked
-from ._files import NOT_A_LINK, link_refused, open_file, read_file, replace_quickly
+from ._files import NOT_A_LINK, link_refused, open_file, open_in_dir, read_file, replace_quickly
 from ._watch import DirectoryWatcher, Watcher
 
 logger = logging.getLogger("dbswap")
@@ -554,7 +553,6 @@ class FileStateStore:
 
     @contextlib.contextmanager
     def lock(self, timeout: float) -> Iterator[None]:
-        self.runtime_dir.mkdir(parents=True, exist_ok=True)
         if not self._thread_lock.acquire(timeout=timeout):
             raise SwitchLocked("another switch is in progress in this process; try again")
         try:
@@ -605,18 +603,21 @@ class FileStateStore:
             counter.bump()  # before use() returns: every process's next session re-checks
 
     def _write_temporary(self, state: State) -> str:
-        """A temporary file beside the state, holding ``state``, fsynced: replace() commits it."""
-        self.runtime_dir.mkdir(parents=True, exist_ok=True)
+        """A temporary file beside the state, holding ``state``, fsynced: replace() commits it.
+
+        Written under the lock, so a name of this process's own is enough; made anew
+        (``O_EXCL``), so a file found there, a planted hard link even, is never written.
+        """
         data = (state.to_json() + "\n").encode("utf-8")
-        if not self.durable:  # a host's copy, written under the lock: a name of its own is enough
-            tmp = str(self.runtime_dir / f"{_TEMPORARY[0]}{os.getpid()}{_TEMPORARY[1]}")
-            fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, STATE_MODE)
-        else:
-            fd, tmp = tempfile.mkstemp(
-                prefix=_TEMPORARY[0], suffix=_TEMPORARY[1], dir=self.runtime_dir
-            )
+        tmp = str(self.runtime_dir / f"{_TEMPORARY[0]}{os.getpid()}{_TEMPORARY[1]}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            os.fchmod(fd, STATE_MODE)  # mkstemp makes it 0600: other users' apps could not read it
+            fd = open_in_dir(tmp, flags, STATE_MODE)
+        except FileExistsError:  # an earlier writer of this pid that died before its replace
+            os.unlink(tmp)
+            fd = open_in_dir(tmp, flags, STATE_MODE)
+        try:
+            os.fchmod(fd, STATE_MODE)  # whatever the umask: other users' apps read it
             os.write(fd, data)
             if self.durable:
                 os.fsync(fd)
@@ -638,6 +639,7 @@ def _process_lock(path: Path, timeout: float) -> Iterator[None]:
     which takes the same kind of lock, only where there is no fcntl).
     """
     if sys.platform == "win32":  # pragma: no cover - CI runs on Linux
+        path.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(path), thread_local=False)
         try:
             lock.acquire(timeout=timeout)
@@ -648,7 +650,7 @@ def _process_lock(path: Path, timeout: float) -> Iterator[None]:
         finally:
             lock.release()
         return
-    fd = open_file(path, os.O_RDWR | os.O_CREAT)
+    fd = open_in_dir(path, os.O_RDWR | os.O_CREAT)
     try:
         deadline = time.monotonic() + timeout
         while True:
