@@ -23,6 +23,7 @@ import pytest
 import redis
 
 from dbhelpers import seed
+from dbswap import Switchboard
 
 pytestmark = pytest.mark.redis
 
@@ -255,3 +256,22 @@ def test_the_hosts_list_lives_by_the_relays_polls_and_comes_back_when_redis_lose
             time.sleep(0.05)
     finally:
         client.close()
+
+
+def test_a_file_planted_where_the_hosts_copy_is_staged_is_never_written(
+    urls: dict[str, str], prefix: str, tmp_path: Path
+) -> None:
+    """The copy is staged under one name per process: a file found there, a hard link to a
+    victim even, is replaced, never written through."""
+    runtime, victim = tmp_path / "web", tmp_path / "victim"
+    runtime.mkdir()
+    victim.write_bytes(b"the victim's own bytes\n")
+    os.link(victim, runtime / f".db-target.{os.getpid()}.tmp")
+    board = Switchboard.from_env(host_env(urls, prefix, runtime))
+    try:
+        board.use("production")
+        copy = json.loads((runtime / "db-target.json").read_text())
+        assert (copy["target"], board.active) == ("production", "production")
+    finally:
+        board.close()
+    assert victim.read_bytes() == b"the victim's own bytes\n"

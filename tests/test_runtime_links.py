@@ -9,6 +9,8 @@ dbswap's own, and the refusal says why.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,3 +117,40 @@ def test_the_state_file_itself(urls: dict[str, str], tmp_path: Path) -> None:
     finally:
         board.close()
     assert victim.read_bytes() == VICTIM
+
+
+def test_a_file_planted_where_the_state_is_staged_is_never_written(
+    urls: dict[str, str], tmp_path: Path
+) -> None:
+    """The staged state's name is known (one per process): a file there, a hard link to a
+    victim even, is replaced, never written through."""
+    runtime, victim = tmp_path / "rt", tmp_path / "victim"
+    runtime.mkdir()
+    victim.write_bytes(VICTIM)
+    staged = runtime / f".db-target.{os.getpid()}.tmp"
+    os.link(victim, staged)
+    board = Switchboard(urls, runtime_dir=runtime)
+    try:
+        board.use("production")
+        assert board.active == "production"
+    finally:
+        board.close()
+    assert victim.read_bytes() == VICTIM
+    assert not staged.exists()
+
+
+def test_a_runtime_dir_removed_between_switches_is_made_again(
+    urls: dict[str, str], tmp_path: Path
+) -> None:
+    runtime = tmp_path / "rt"
+    board = Switchboard(urls, runtime_dir=runtime)
+    try:
+        board.use("production")
+        shutil.rmtree(runtime)
+        assert board.active == "local"  # no state: the default target
+        result = board.use("production")
+        assert result.changed and board.active == "production"
+        assert [e["outcome"] for e in board.history()] == ["ok"]  # a new trail
+        assert (runtime / "db-target.json").exists()
+    finally:
+        board.close()
