@@ -442,7 +442,8 @@ class RedisStateStore:
                 backoff, was_connected = 0.05, True
                 next_poll = time.monotonic() + self.poll_interval
                 while not stop.is_set():
-                    wait = max(0.0, min(next_poll - time.monotonic(), 0.5))
+                    # Awake for the poll only (a relay per host idles here); close() waits 2 s.
+                    wait = max(0.0, min(next_poll - time.monotonic(), 1.0))
                     message = pubsub.get_message(timeout=wait)
                     if message is not None and message.get("type") == "message":
                         self._accept_published(message["data"])

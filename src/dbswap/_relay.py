@@ -64,8 +64,10 @@ logger = logging.getLogger("dbswap")
 
 RELAY_LOCK = "db-relay.lock"
 RELAY_STATUS = "db-relay.json"
-TICK = 1.0  # seconds between two looks of the relay at its chores
-HOST_RENEW = 1.0  # seconds between two looks at the followers' records, whatever inotify said
+TICK = 2.0  # seconds between two looks of the relay at its chores (inotify wakes it meanwhile)
+# Seconds between two looks at the followers' records, whatever inotify said: inotify sees a
+# record change and a follower's death (its descriptor closed); the look is where it cannot.
+HOST_RENEW = 2.0
 HOST_TTL = FOLLOWER_TTL  # the host's list lapses as a follower's record does: the whole host died
 STATUS_EVERY = 2.0  # seconds between two looks at the fleet's production lock, for the members
 # What changes a process's record in followers/: a new one, an update, its end (its process
