@@ -40,7 +40,9 @@ class Sizes:
     propagation_spacing: float = 0.03  # seconds between two switches of one store
     cli_rounds: int = 21  # fresh processes per CLI command (and as many for the baseline)
     hosts: int = 1000  # simulated hosts on one Redis (bench.hosts)...
-    host_processes: int = 25  # ...spread over this many processes
+    host_processes: int = (
+        100  # ...ten per process: a real relay is alone in its process (40 made the GIL the tail)
+    )
     host_switches: int = 10  # switches they all follow
     host_spacing: float = 2.0  # seconds between two of them: each is measured, not a backlog
     cpu_switches: int = 100  # switches a follower's CPU is measured over (h.follower.cpu)...
