@@ -70,6 +70,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL rows")
     parser.add_argument(
+        "--runtime-on-tmpfs",
+        action="store_true",
+        help="runtime dirs (state, audit log) on tmpfs, not on the disk: shows what a switch's "
+        "fsyncs cost a database that shares that disk (the fleet suite)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="exit 1 when a target is not met (default: 0)"
     )
     return parser.parse_args(argv)
@@ -102,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(selected: list[str], args: argparse.Namespace) -> Report:
     sizes = QUICK if args.quick else FULL
     postgres, reason = (None, "--no-postgres") if args.no_postgres else Postgres.open()
-    disk = Path(tempfile.mkdtemp(prefix="dbswap-bench-"))
+    disk = fast_dir() if args.runtime_on_tmpfs else Path(tempfile.mkdtemp(prefix="dbswap-bench-"))
     ws = Workspace(sizes, disk, fast_dir(), postgres, reason)
     report = Report(meta=_meta(args, selected))
     started = time.perf_counter()
