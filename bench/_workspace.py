@@ -60,8 +60,8 @@ FULL = Sizes(
     timeline_seconds=1.5,
     profile_sessions=5000,
     fleet_clients=16,
-    fleet_rounds=12,  # short phases, many rounds: this machine's load swings phase to phase
-    fleet_seconds=2.0,
+    fleet_rounds=40,  # short phases, many rounds: this machine's load swings phase to phase
+    fleet_seconds=1.0,
     observers=4,
     propagation_switches=50,
 )
