@@ -175,13 +175,13 @@ class BoardMetrics:
         self.refresh()
 
     def recorded(self, entry: Mapping[str, Any]) -> None:
-        """An audit line: count its outcome, time the attempt, and show the new state."""
+        """An audit line: count its outcome and time the attempt. (The gauges follow the
+        state: a commit refreshes them, right after its line, and the thread each second.)"""
         outcome = str(entry.get("outcome"))
         self._families.switches.labels(outcome=outcome).inc()
         duration = entry.get("duration_ms")
         if outcome not in _NO_DURATION and isinstance(duration, (int, float)):
             self._families.switch_seconds.labels(outcome=outcome).observe(duration / 1000)
-        self.refresh()
 
     def checked(self, target: str, ok: bool, seconds: float) -> None:
         outcome = "ok" if ok else "failed"
