@@ -142,9 +142,10 @@ def test_eight_processes_switching_concurrently_lose_nothing(
 
 CRASHER = """
 import itertools
-print("ready", flush=True)
+board.use("production", user="crasher")  # a state exists before the kill (a loaded machine
+print("ready", flush=True)  # may take longer than the first instant to make the first one)
 for i in itertools.count():
-    board.use(("production", "local")[i % 2], user="crasher")
+    board.use(("local", "production")[i % 2], user="crasher")
 """
 
 
