@@ -115,3 +115,35 @@ def test_switching_back_and_forth_within_the_grace_lets_the_retiring_thread_slee
         board.use(target)
     assert notified == []
     board.close()
+
+
+MANY_FILES = """
+import os, resource, sys, threading, time
+from pathlib import Path
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 2048), hard), hard))
+held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # an app's sockets, files...
+from dbswap._watch import DirectoryWatcher
+directory = Path(sys.argv[1])
+watcher = DirectoryWatcher(directory, "state.json", lambda: False)
+woken = []
+waiter = threading.Thread(target=lambda: woken.append(watcher.wait(5.0)))
+waiter.start()
+time.sleep(0.2)
+(directory / "tmp").write_text("x")
+os.rename(directory / "tmp", directory / "state.json")
+waiter.join(6)
+print(max(held) > 1024, woken)
+"""
+
+
+def test_a_process_with_a_thousand_files_open_still_hears_the_kernel(tmp_path: Path) -> None:
+    """Its inotify descriptor lands past ``select``'s limit (1024): it is polled, not selected."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(MANY_FILES), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["True", "[True]"], done.stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import select
 import struct
@@ -154,7 +155,7 @@ class _Inotify:
             if left <= 0:
                 return False
             try:
-                if select.select([fd], [], [], left)[0]:
+                if _readable(fd, left):
                     self._dispatch(os.read(fd, 65536))
             except BlockingIOError:  # a reader thread, started meanwhile, took the events
                 continue
@@ -180,7 +181,7 @@ class _Inotify:
     def _read_forever(self, fd: int) -> None:
         while True:
             try:
-                select.select([fd], [], [])
+                _readable(fd, None)
                 data = os.read(fd, 65536)
             except BlockingIOError:  # a waiter read them first
                 continue
@@ -216,6 +217,17 @@ class _Inotify:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` can be read within ``timeout`` seconds (None: wait for it).
+
+    ``poll``, not ``select``: an app with a thousand descriptors open gets ours past
+    ``select``'s limit, and the follower would go deaf to the kernel.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
 
 
 _hub = _Inotify()
