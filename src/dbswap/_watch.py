@@ -33,7 +33,7 @@ class Wakeup:
     """A signal one thread waits for and any thread gives: ``wait()`` takes it, if given.
 
     A bare lock, not a ``threading.Event``: giving and taking stay in C, where an
-    Event's condition variable costs a follower's wake-up ~40 us of Python per switch.
+    Event's condition variable takes and drops Python-level locks on each wake-up.
     """
 
     def __init__(self) -> None:
