@@ -159,7 +159,7 @@ class _Inotify:
                     self._dispatch(os.read(fd, 65536))
             except BlockingIOError:  # a reader thread, started meanwhile, took the events
                 continue
-            except (OSError, ValueError):  # closed (after a fork)
+            except OSError:  # closed (after a fork)
                 return watcher.event.wait(max(0.0, deadline - time.monotonic()))
         return True
 
@@ -185,7 +185,7 @@ class _Inotify:
                 data = os.read(fd, 65536)
             except BlockingIOError:  # a waiter read them first
                 continue
-            except (OSError, ValueError):  # closed (after a fork): this thread is done
+            except OSError:  # closed (after a fork): this thread is done
                 return
             self._dispatch(data)
 

@@ -10,6 +10,8 @@ otherwise answer ``admin/configuration``::
 
 from __future__ import annotations
 
+import re
+
 from django.urls import include, path, re_path
 
 from . import _ops, _preview, views
@@ -29,9 +31,5 @@ _routes = [
 
 # Behind one pattern that matches their beginnings without consuming them: a project that
 # includes these first, at "", pays one failed match on each of its own pages, not seven.
-urlpatterns = [
-    re_path(
-        r"^(?=api/admin/database|admin/configuration|healthz/database|metrics)",
-        include(_routes),
-    )
-]
+_beginnings = "|".join(sorted({re.escape(str(route.pattern)) for route in _routes}))
+urlpatterns = [re_path(f"^(?={_beginnings})", include(_routes))]
