@@ -330,12 +330,14 @@ def test_a_cookie_copied_to_another_admins_browser_does_nothing(client: TestClie
 
 
 def test_a_preview_ends_by_itself(client: TestClient, board: dbswap.Switchboard) -> None:
-    cookie = start(client, ALICE, target="production", forSeconds=1).cookies[COOKIE_NAME]
+    # 2 s, not 1: the test client's cookie jar counts whole seconds, so a Max-Age=1 cookie
+    # set late in a second lapses at the next one, before the preview does.
+    cookie = start(client, ALICE, target="production", forSeconds=2).cookies[COOKIE_NAME]
     assert (
         client.get("/tagged", params={"client": "x"}, headers=ALICE).json()["target"]
         == "production"
     )
-    time.sleep(1.2)
+    time.sleep(2.2)
     after = client.get("/tagged", params={"client": "x"}, headers=ALICE)
     assert after.json()["target"] == "local"  # the browser dropped it (Max-Age=1)...
     client.cookies.set(COOKIE_NAME, cookie)
